@@ -1,0 +1,132 @@
+"""Device, seeding and the scale switch shared by every chapter.
+
+The *scale* decides how big an experiment is:
+
+``fast``
+    smoke runs (seconds); ``pytest`` sets it for every test and notebook.
+``default``
+    what the book runs on 2 CPU cores, each chapter within a few minutes.
+``paper``
+    the source papers' own settings, meant for a GPU.
+
+It is read from the environment variable ``GNILAB_SCALE`` (default ``default``), or set for the
+current process with :func:`set_scale`.
+"""
+from __future__ import annotations
+
+import os
+import random
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+__all__ = [
+    "SCALES",
+    "get_device",
+    "get_scale",
+    "set_scale",
+    "by_scale",
+    "seed_everything",
+    "resolve_device",
+    "resolve_dtype",
+    "setup",
+]
+
+SCALES = ("fast", "default", "paper")
+_scale_override: Optional[str] = None
+
+
+def _check_scale(scale: str, name: str) -> str:
+    if scale not in SCALES:
+        raise ValueError(f"{name} must be one of {SCALES}, got {scale!r}")
+    return scale
+
+
+def get_scale() -> str:
+    """The active scale: :func:`set_scale`'s value, else ``$GNILAB_SCALE``, else ``"default"``."""
+    if _scale_override is not None:
+        return _scale_override
+    return _check_scale(os.environ.get("GNILAB_SCALE", "default").strip().lower() or "default",
+                        "GNILAB_SCALE")
+
+
+def set_scale(scale: Optional[str]) -> None:
+    """Set the scale for this process (``None`` goes back to ``$GNILAB_SCALE``)."""
+    global _scale_override
+    _scale_override = None if scale is None else _check_scale(scale, "scale")
+
+
+def by_scale(fast: Any, default: Any, paper: Any, scale: Optional[str] = None) -> Any:
+    """Pick the value that belongs to the active (or the given) scale.
+
+    >>> by_scale(fast=100, default=10_000, paper=60_000, scale="fast")
+    100
+    """
+    scale = get_scale() if scale is None else _check_scale(scale, "scale")
+    return {"fast": fast, "default": default, "paper": paper}[scale]
+
+
+def get_device(prefer: Optional[str] = None) -> torch.device:
+    """CUDA when available (or ``$GNILAB_DEVICE`` / ``prefer`` when given), else the CPU."""
+    choice = prefer or os.environ.get("GNILAB_DEVICE")
+    if choice:
+        dev = torch.device(choice)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {choice!r} was asked for but CUDA is not available")
+        return dev
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(device=None, *tensors) -> torch.device:
+    """``device`` if given, else the device of the first tensor among ``tensors``, else
+    :func:`get_device`."""
+    if device is not None:
+        return torch.device(device)
+    for t in tensors:
+        if isinstance(t, torch.Tensor):
+            return t.device
+    return get_device()
+
+
+def resolve_dtype(dtype=None, *tensors) -> torch.dtype:
+    """``dtype`` if given, else the floating dtype of the first floating tensor, else torch's
+    default dtype."""
+    if dtype is not None:
+        return dtype
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and t.is_floating_point():
+            return t.dtype
+    return torch.get_default_dtype()
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python's ``random``, NumPy and torch (CPU and CUDA); return a CPU generator seeded
+    the same way, for functions that take ``generator=``.
+
+    A seeded CPU run is bit-for-bit repeatable.
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def setup(seed: int = 0, style: bool = True, verbose: bool = True) -> torch.device:
+    """One call at the top of a notebook: pick the device, seed everything, set the plot style,
+    and print device and scale. Returns the device."""
+    device = get_device()
+    seed_everything(seed)
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    if style:
+        from .plotting import set_style
+
+        set_style()
+    if verbose:
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+        print(f"gnilab: device={device} ({name}), scale={get_scale()}, seed={seed}, "
+              f"torch {torch.__version__}")
+    return device

@@ -1,0 +1,143 @@
+"""Models used across the book: fully connected networks and the small CNN of the
+anisotropic-noise experiments.
+
+Conventions follow the papers:
+
+* :class:`MLP` counts ``depth`` as the number of *weight layers* (Şimşekli et al. 2019, §3:
+  depth 2 = one hidden layer), so ``MLP(784, 100, 3, 10, bias=False)`` is their "width 100,
+  depth 3" fully connected network with 784·100 + 100·100 + 100·10 = 89 400 weights.
+* :class:`ConvSmall` is the LeNet-style network of Zhu et al. (2019, FashionMNIST experiment)
+  and Wu et al. (2020): 11 330 parameters, VALID convolutions, weights drawn from N(0, 0.02²).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Union
+
+import torch
+from torch import nn
+
+__all__ = ["MLP", "ConvSmall", "count_parameters", "ACTIVATIONS"]
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "linear": nn.Identity,
+}
+
+Init = Union[None, str, float, Callable[[nn.Module], None]]
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) scalar parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def _check_positive_int(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _apply_init(model: nn.Module, init: Init) -> None:
+    """``None``/``"default"``: PyTorch's default initialisation. A float ``s`` or ``"normal"``
+    (s = 0.02): weights and biases ~ N(0, s²). ``"xavier"``/``"kaiming"``: the named scheme on
+    weights, zero biases. A callable is applied to every ``nn.Linear``/``nn.Conv2d``."""
+    if init is None or init == "default":
+        return
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if callable(init):
+        for m in layers:
+            init(m)
+        return
+    if init == "normal":
+        init = 0.02
+    if isinstance(init, (int, float)) and not isinstance(init, bool):
+        if not (init > 0 and math.isfinite(init)):
+            raise ValueError(f"init standard deviation must be positive and finite, got {init!r}")
+        with torch.no_grad():
+            for m in layers:
+                for p in m.parameters():
+                    p.normal_(0.0, float(init))
+        return
+    schemes = {"xavier": nn.init.xavier_normal_,
+               "kaiming": lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu")}
+    if init not in schemes:
+        raise ValueError(f"init must be None, 'default', 'normal', 'xavier', 'kaiming', a positive "
+                         f"standard deviation or a callable, got {init!r}")
+    for m in layers:
+        schemes[init](m.weight)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+class MLP(nn.Sequential):
+    """Fully connected network ``in → width → … → width → out`` with ``depth`` weight layers.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Input and output sizes (inputs of any shape ``[N, ...]`` are flattened).
+    width : int
+        Units per hidden layer.
+    depth : int
+        Number of weight layers, ≥ 1 (depth 1 is a linear model; Şimşekli et al.'s convention).
+    activation : str
+        One of :data:`ACTIVATIONS` (``relu`` by default).
+    bias : bool
+        Whether the linear layers carry biases (Şimşekli et al. use none).
+    init : None, str, float or callable
+        ``None`` keeps PyTorch's default; see :func:`_apply_init` for the others.
+    """
+
+    def __init__(self, in_features: int, width: int, depth: int, out_features: int, *,
+                 activation: str = "relu", bias: bool = True, init: Init = None,
+                 device=None, dtype=None):
+        _check_positive_int(in_features, "in_features")
+        _check_positive_int(width, "width")
+        _check_positive_int(depth, "depth")
+        _check_positive_int(out_features, "out_features")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        sizes = [in_features] + [width] * (depth - 1) + [out_features]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(a, b, bias=bias, device=device, dtype=dtype))
+            if i < depth - 1:
+                layers.append(ACTIVATIONS[activation]())
+        super().__init__(*layers)
+        self.width, self.depth = width, depth
+        _apply_init(self, init)
+
+
+class ConvSmall(nn.Module):
+    """The 11 330-parameter CNN of Zhu et al. (2019) and Wu et al. (2020) for 28×28 inputs.
+
+    ``conv 5×5 (1→10) → maxpool 2 → ReLU → conv 5×5 (10→10) → maxpool 2 → ReLU →
+    FC 160→50 → ReLU → FC 50→10`` with VALID padding:
+    250+10 + 2500+10 + 8000+50 + 500+10 = 11 330 parameters. ``init=0.02`` (default) draws all
+    weights and biases from N(0, 0.02²) as the papers' code does; ``init=None`` keeps PyTorch's.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, *, init: Init = 0.02,
+                 device=None, dtype=None):
+        super().__init__()
+        _check_positive_int(in_channels, "in_channels")
+        _check_positive_int(num_classes, "num_classes")
+        kw = dict(device=device, dtype=dtype)
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 10, 5, **kw), nn.MaxPool2d(2), nn.ReLU(),
+            nn.Conv2d(10, 10, 5, **kw), nn.MaxPool2d(2), nn.ReLU(),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(160, 50, **kw), nn.ReLU(), nn.Linear(50, num_classes, **kw),
+        )
+        _apply_init(self, init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:  # flattened images
+            x = x.view(x.shape[0], -1, 28, 28)
+        return self.classifier(self.features(x))

@@ -1,0 +1,80 @@
+"""One seaborn style for the whole book and a few figure helpers."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+import torch
+from scipy import stats
+
+__all__ = ["set_style", "PALETTE", "plot_history", "qq_plot", "norm_histogram"]
+
+PALETTE = "colorblind"
+
+
+def set_style(context: str = "notebook") -> None:
+    """The book's figure style: seaborn ``whitegrid``, the colour-blind palette, readable sizes."""
+    sns.set_theme(context=context, style="whitegrid", palette=PALETTE,
+                  rc={"figure.figsize": (7.0, 4.0), "figure.dpi": 100, "savefig.dpi": 150,
+                      "axes.titlesize": "medium", "legend.frameon": False})
+
+
+def _as_numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(x, dtype=float)
+
+
+def plot_history(history, columns: Sequence[str] = ("loss", "test_loss"), ax=None,
+                 logy: bool = False, label: Optional[str] = None):
+    """Plot the given columns of a training history DataFrame against ``step``."""
+    ax = ax or plt.gca()
+    for col in columns:
+        if col in history and history[col].notna().any():
+            name = col if label is None else f"{label}: {col}"
+            sns.lineplot(data=history, x="step", y=col, ax=ax, label=name)
+    ax.set_ylabel(", ".join(columns))
+    if logy:
+        ax.set_yscale("log")
+    return ax
+
+
+def qq_plot(sample, ax=None, dist=stats.norm, max_points: int = 4000, label: Optional[str] = None,
+            standardise: bool = True):
+    """Quantile–quantile plot of ``sample`` against ``dist`` (standard normal by default).
+
+    The sample is standardised (mean 0, standard deviation 1) when ``standardise`` so that a
+    Gaussian sample falls on the diagonal; heavy tails bend away from it at both ends.
+    """
+    ax = ax or plt.gca()
+    x = np.sort(_as_numpy(sample).ravel())
+    if standardise:
+        x = (x - x.mean()) / x.std()
+    if x.size > max_points:  # evenly spaced order statistics keep the tails
+        x = x[np.unique(np.linspace(0, x.size - 1, max_points).round().astype(int))]
+    probs = (np.arange(1, x.size + 1) - 0.5) / x.size
+    theory = dist.ppf(probs)
+    ax.plot(theory, x, ".", ms=3, label=label)
+    lim = [theory.min(), theory.max()]
+    ax.plot(lim, lim, "k--", lw=1)
+    ax.set_xlabel(f"{getattr(dist, 'name', 'reference')} quantiles")
+    ax.set_ylabel("sample quantiles")
+    return ax
+
+
+def norm_histogram(norms, reference_norms=None, ax=None, bins: int = 40,
+                   labels: Sequence[str] = ("SGD noise", "Gaussian, same second moment")):
+    """Histogram of noise norms ‖U_i‖, optionally against the norms of a reference sample."""
+    ax = ax or plt.gca()
+    a = _as_numpy(norms)
+    edges = np.histogram_bin_edges(a if reference_norms is None
+                                   else np.concatenate([a, _as_numpy(reference_norms)]), bins=bins)
+    ax.hist(a, bins=edges, alpha=0.7, density=True, label=labels[0])
+    if reference_norms is not None:
+        ax.hist(_as_numpy(reference_norms), bins=edges, alpha=0.7, density=True, label=labels[1])
+    ax.set_xlabel(r"$\|U\|_2$")
+    ax.set_ylabel("density")
+    ax.legend()
+    return ax

@@ -1,0 +1,269 @@
+"""Training loops: full-batch GD and minibatch SGD with histories, callbacks and divergence
+handling.
+
+A run returns a :class:`TrainResult` whose ``history`` is a pandas DataFrame with one row per
+evaluation (columns ``step``, ``loss``, ``accuracy``, ``test_loss``, ``test_accuracy``,
+``batch_loss``, ``lr``) and whose ``records`` collects what the callbacks returned (one row per
+call, with a ``step`` column). A NaN/inf loss stops the run: ``diverged`` is set, the step is
+recorded and a warning is issued. Nothing raises.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Optional, Sequence, Union
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+__all__ = ["LOSSES", "get_loss", "evaluate", "Callback", "TrainResult", "train"]
+
+
+def _mse(output: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Per-example squared error ``‖f(x_i) − y_i‖²`` summed over outputs (no ½), then reduced."""
+    per_example = (output - target.reshape(output.shape)).pow(2).reshape(output.shape[0], -1).sum(1)
+    return _reduce(per_example, reduction)
+
+
+def _linear_hinge(output: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """One-vs-all linear hinge of Şimşekli et al. (2019): targets ±1 per class,
+    ``mean_c max(0, 1 − y_c f_c)`` per example."""
+    signs = -torch.ones_like(output)
+    signs.scatter_(1, target.view(-1, 1), 1.0)
+    per_example = torch.clamp(1.0 - signs * output, min=0).mean(1)
+    return _reduce(per_example, reduction)
+
+
+def _reduce(per_example: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "none":
+        return per_example
+    if reduction == "sum":
+        return per_example.sum()
+    return per_example.mean()
+
+
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "cross_entropy": F.cross_entropy,
+    "mse": _mse,
+    "hinge": _linear_hinge,
+}
+
+
+def get_loss(loss: Union[str, Callable]) -> Callable[..., torch.Tensor]:
+    """A loss ``fn(output, target, reduction="mean"|"sum"|"none")`` from its name or itself."""
+    if callable(loss):
+        return loss
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)} or a callable, got {loss!r}")
+    return LOSSES[loss]
+
+
+def _is_classification(y: torch.Tensor) -> bool:
+    return not y.is_floating_point()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data, loss: Union[str, Callable] = "cross_entropy",
+             batch_size: int = 4096) -> dict:
+    """Mean loss and accuracy (NaN for regression) of ``model`` on ``data`` (an object with
+    tensors ``x`` and ``y``), in chunks of ``batch_size`` to bound memory."""
+    loss_fn = get_loss(loss)
+    was_training = model.training
+    model.eval()
+    total, correct, n = 0.0, 0, len(data.y)
+    if n == 0:
+        raise ValueError("data must hold at least one example")
+    for start in range(0, n, batch_size):
+        xb, yb = data.x[start:start + batch_size], data.y[start:start + batch_size]
+        out = model(xb)
+        total += float(loss_fn(out, yb, reduction="sum"))
+        if _is_classification(yb):
+            correct += int((out.argmax(1) == yb).sum())
+    model.train(was_training)
+    acc = correct / n if _is_classification(data.y) else float("nan")
+    return {"loss": total / n, "accuracy": acc}
+
+
+@dataclass(frozen=True)
+class Callback:
+    """Call ``fn(step, model)`` at step 0 and every ``every`` steps; a returned dict becomes a
+    row of :attr:`TrainResult.records` (``step`` is added)."""
+
+    every: int
+    fn: Callable[[int, nn.Module], Optional[dict]]
+
+    def __post_init__(self):
+        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
+            raise ValueError(f"Callback.every must be an integer >= 1, got {self.every!r}")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns."""
+
+    history: pd.DataFrame
+    records: pd.DataFrame
+    diverged: bool
+    diverged_step: Optional[int]
+    steps: int
+    model: nn.Module = field(repr=False)
+
+    def summary(self) -> str:
+        last = self.history.iloc[-1]
+        state = f"diverged at step {self.diverged_step}" if self.diverged else "finished"
+        return (f"{state} after {self.steps} steps: loss {last['loss']:.4g}, "
+                f"accuracy {last['accuracy']:.4g}, test accuracy {last['test_accuracy']:.4g}")
+
+
+def _step_indices(n: int, batch_size: Optional[int], sampling: str, generator, device):
+    """Endless iterator over minibatch index tensors (``None`` = full batch)."""
+    if batch_size is None or batch_size >= n:
+        while True:
+            yield None
+    if sampling == "independent":  # a fresh subset each step (Zhu et al., Wu et al.)
+        while True:
+            yield torch.randperm(n, generator=generator)[:batch_size].to(device)
+    order = torch.arange(n) if sampling == "cycle" else None  # fixed order (Şimşekli's code)
+    while True:
+        perm = order if order is not None else torch.randperm(n, generator=generator)
+        perm = perm.to(device)
+        for start in range(0, n - batch_size + 1, batch_size):
+            yield perm[start:start + batch_size]
+
+
+def _make_optimizer(optimizer, params, lr, momentum, weight_decay):
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if callable(optimizer):
+        return optimizer(params)
+    raise ValueError(f"optimizer must be 'sgd' or a callable params -> torch optimizer, got {optimizer!r}")
+
+
+def train(model: nn.Module, data, *, steps: int, lr: float, batch_size: Optional[int] = None,
+          loss: Union[str, Callable] = "cross_entropy", optimizer: Union[str, Callable] = "sgd",
+          momentum: float = 0.0, weight_decay: float = 0.0, sampling: str = "shuffle",
+          test_data=None, eval_every: Optional[int] = None, eval_data=None,
+          callbacks: Iterable[Callback] = (), lr_schedule: Optional[Callable[[int], float]] = None,
+          stop_at_accuracy: Optional[float] = None, generator: Optional[torch.Generator] = None,
+          progress: bool = True) -> TrainResult:
+    """Train ``model`` on ``data`` with GD (``batch_size=None``) or minibatch SGD.
+
+    Update (plain SGD, momentum 0): ``w ← w − η ∇L_B(w)`` with ``L_B`` the mean loss of the
+    minibatch ``B`` (Şimşekli et al. 2019, Eq. 2).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Trained in place (and returned in the result).
+    data, test_data, eval_data : objects with tensors ``x`` and ``y`` (e.g. ``gnilab.data.ArrayDataset``)
+        Training data; optional test data; the data the training loss/accuracy of the history is
+        measured on (default: ``data``).
+    steps : int
+        Number of parameter updates.
+    lr : float
+        Step size η (multiplied by ``lr_schedule(step)`` when given).
+    batch_size : int or None
+        Minibatch size b; ``None`` (or ≥ n) is full-batch gradient descent.
+    sampling : {"shuffle", "independent", "cycle"}
+        ``shuffle``: a new random partition each epoch; ``independent``: a fresh random subset of
+        size b each step; ``cycle``: the data in a fixed order (as Şimşekli et al.'s code does).
+    eval_every : int, optional
+        Record a history row every this many steps (default: about 50 rows), plus steps 0 and last.
+    callbacks : iterable of :class:`Callback`
+        E.g. gradient-noise statistics every k steps.
+    stop_at_accuracy : float, optional
+        Stop once the recorded training accuracy reaches this value (e.g. 1.0).
+    generator : torch.Generator, optional
+        Drives the minibatch sampling (CPU generator; the same seed gives the same run on CPU).
+    progress : bool
+        Show a tqdm bar (hidden automatically in non-interactive logs).
+    """
+    n = len(data.y)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
+        raise ValueError(f"batch_size must be None (full batch) or an integer >= 1, got {batch_size!r}")
+    if sampling not in ("shuffle", "independent", "cycle"):
+        raise ValueError(f"sampling must be 'shuffle', 'independent' or 'cycle', got {sampling!r}")
+    if eval_every is None:
+        eval_every = max(1, steps // 50)
+    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
+        raise ValueError(f"eval_every must be an integer >= 1, got {eval_every!r}")
+    callbacks = [c if isinstance(c, Callback) else Callback(*c) for c in callbacks]
+    loss_fn = get_loss(loss)
+    eval_data = data if eval_data is None else eval_data
+    opt = _make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
+    batches = _step_indices(n, batch_size, sampling, generator, data.x.device)
+
+    rows, records = [], []
+    diverged_step: Optional[int] = None
+    batch_loss = float("nan")
+
+    def record(step: int, current_lr: float) -> bool:
+        row = {"step": step, "batch_loss": batch_loss, "lr": current_lr}
+        row.update(evaluate(model, eval_data, loss_fn))
+        if test_data is not None:
+            test = evaluate(model, test_data, loss_fn)
+            row.update(test_loss=test["loss"], test_accuracy=test["accuracy"])
+        else:
+            row.update(test_loss=float("nan"), test_accuracy=float("nan"))
+        rows.append(row)
+        return math.isfinite(row["loss"])
+
+    def run_callbacks(step: int) -> None:
+        for cb in callbacks:
+            if step % cb.every == 0:
+                out = cb.fn(step, model)
+                if out is not None:
+                    records.append({"step": step, **out})
+
+    model.train()
+    if not record(0, lr):
+        diverged_step = 0
+    else:
+        run_callbacks(0)
+    bar = tqdm(range(1, steps + 1), disable=None if progress else True, desc="train", leave=False)
+    step = 0
+    for step in bar if diverged_step is None else ():
+        idx = next(batches)
+        xb, yb = (data.x, data.y) if idx is None else (data.x[idx], data.y[idx])
+        current_lr = lr * (lr_schedule(step - 1) if lr_schedule is not None else 1.0)
+        for group in opt.param_groups:
+            group["lr"] = current_lr
+        opt.zero_grad(set_to_none=True)
+        batch = loss_fn(model(xb), yb)
+        batch_loss = float(batch.detach())
+        if not math.isfinite(batch_loss):
+            diverged_step = step
+            rows.append({"step": step, "batch_loss": batch_loss, "lr": current_lr,
+                         "loss": float("nan"), "accuracy": float("nan"),
+                         "test_loss": float("nan"), "test_accuracy": float("nan")})
+            break
+        batch.backward()
+        opt.step()
+        if step % eval_every == 0 or step == steps:
+            if not record(step, current_lr):
+                diverged_step = step
+                break
+            run_callbacks(step)
+            bar.set_postfix(loss=f"{rows[-1]['loss']:.3g}", refresh=False)
+            if stop_at_accuracy is not None and rows[-1]["accuracy"] >= stop_at_accuracy:
+                break
+        elif callbacks:
+            run_callbacks(step)
+    bar.close()
+    if diverged_step is not None:
+        warnings.warn(f"training diverged (non-finite loss) at step {diverged_step}; "
+                      "the run was stopped and marked diverged", RuntimeWarning, stacklevel=2)
+    columns = ["step", "loss", "accuracy", "test_loss", "test_accuracy", "batch_loss", "lr"]
+    history = pd.DataFrame(rows, columns=columns)
+    return TrainResult(history=history, records=pd.DataFrame(records),
+                       diverged=diverged_step is not None, diverged_step=diverged_step,
+                       steps=step if diverged_step is None else diverged_step, model=model)
