@@ -1,0 +1,59 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from gnilab import config
+
+
+def test_pytest_runs_at_fast_scale():
+    assert os.environ["GNILAB_SCALE"] == "fast"
+    assert config.get_scale() == "fast"
+    assert config.by_scale(fast=1, default=2, paper=3) == 1
+
+
+def test_set_scale_overrides_and_resets():
+    try:
+        config.set_scale("paper")
+        assert config.by_scale(1, 2, 3) == 3
+    finally:
+        config.set_scale(None)
+    assert config.get_scale() == "fast"
+
+
+def test_bad_scale_names_the_argument(monkeypatch):
+    with pytest.raises(ValueError, match="scale"):
+        config.set_scale("huge")
+    monkeypatch.setenv("GNILAB_SCALE", "medium")
+    with pytest.raises(ValueError, match="GNILAB_SCALE"):
+        config.get_scale()
+
+
+def test_same_seed_gives_identical_cpu_results():
+    def draw():
+        g = config.seed_everything(123)
+        return (torch.randn(5), np.random.rand(3), torch.randn(4, generator=g))
+    a, b = draw(), draw()
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and torch.equal(a[2], b[2])
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "0", True])
+def test_seed_must_be_a_non_negative_integer(seed):
+    with pytest.raises(ValueError, match="seed"):
+        config.seed_everything(seed)
+
+
+def test_device_follows_inputs_then_default():
+    t = torch.zeros(2, dtype=torch.float64)
+    assert config.resolve_device(None, t) == t.device
+    assert config.resolve_dtype(None, t) == torch.float64
+    assert config.resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert config.get_device().type == expected
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
+def test_asking_for_missing_cuda_is_a_clear_error():
+    with pytest.raises(ValueError, match="CUDA"):
+        config.get_device("cuda")

@@ -1,0 +1,47 @@
+import pytest
+import torch
+
+from gnilab.models import ConvSmall, MLP, count_parameters
+
+
+def test_convsmall_has_the_papers_11330_parameters():
+    model = ConvSmall()
+    assert count_parameters(model) == 11_330
+    assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    assert model(torch.zeros(3, 784)).shape == (3, 10)  # flattened images are accepted
+
+
+def test_convsmall_init_is_normal_002():
+    torch.manual_seed(0)
+    weights = torch.cat([p.detach().reshape(-1) for p in ConvSmall().parameters()])
+    # 11 330 draws of N(0, 0.02²): the sample std is within 5 standard errors (0.02/sqrt(2n)).
+    assert abs(weights.std().item() - 0.02) < 5 * 0.02 / (2 * weights.numel()) ** 0.5
+    assert abs(weights.mean().item()) < 5 * 0.02 / weights.numel() ** 0.5
+
+
+def test_mlp_depth_counts_weight_layers_as_in_simsekli():
+    # width 100, depth 3, no biases on 784 inputs: 784*100 + 100*100 + 100*10 = 89 400 weights.
+    model = MLP(784, 100, 3, 10, bias=False)
+    assert count_parameters(model) == 89_400
+    assert sum(isinstance(m, torch.nn.Linear) for m in model) == 3
+    assert all(m.bias is None for m in model if isinstance(m, torch.nn.Linear))
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_mlp_depth_one_is_linear():
+    model = MLP(5, 7, 1, 2)
+    assert count_parameters(model) == 5 * 2 + 2
+    x = torch.randn(4, 5)
+    assert torch.allclose(model(2 * x) - model(torch.zeros(4, 5)), 2 * (model(x) - model(torch.zeros(4, 5))), atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    (dict(in_features=0, width=3, depth=2, out_features=2), "in_features"),
+    (dict(in_features=3, width=3, depth=0, out_features=2), "depth"),
+    (dict(in_features=3, width=2.5, depth=2, out_features=2), "width"),
+    (dict(in_features=3, width=3, depth=2, out_features=2, activation="swish"), "activation"),
+    (dict(in_features=3, width=3, depth=2, out_features=2, init=-1.0), "init"),
+])
+def test_bad_arguments_are_named(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        MLP(**kwargs)

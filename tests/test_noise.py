@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from gnilab import data, noise
+from gnilab.models import MLP
+
+
+@pytest.fixture(scope="module")
+def setup():
+    digits = data.load_digits(device="cpu")
+    torch.manual_seed(0)
+    return MLP(64, 16, 2, 10), digits.subset(slice(0, 1000))
+
+
+def test_noise_matrix_matches_a_direct_computation(setup):
+    model, d = setup
+    gn = noise.gradient_noise(model, d, batch_size=100)
+    assert gn.noise.shape == (10, sum(p.numel() for p in model.parameters()))
+    # the full gradient is the gradient of the mean loss over the 1000 covered examples
+    loss = torch.nn.functional.cross_entropy(model(d.x), d.y)
+    direct = noise.flat_grad(model, loss)
+    assert torch.allclose(gn.full_gradient, direct, atol=1e-6)
+    # the third minibatch gradient, recomputed by hand
+    idx = slice(200, 300)
+    g3 = noise.flat_grad(model, torch.nn.functional.cross_entropy(model(d.x[idx]), d.y[idx]))
+    assert torch.allclose(gn.noise[2], g3 - direct, atol=1e-6)
+    assert torch.allclose(gn.noise.sum(0), torch.zeros_like(direct), atol=1e-5)
+
+
+def test_partition_leaves_out_the_remainder(setup):
+    model, d = setup
+    g = noise.minibatch_gradients(model, d.subset(slice(0, 250)), batch_size=100)
+    assert g.shape[0] == 2
+    with pytest.raises(ValueError, match="batch_size"):
+        noise.minibatch_gradients(model, d, batch_size=0)
+
+
+def test_moments_against_known_values():
+    g = torch.Generator().manual_seed(0)
+    n = 200_000
+    z = torch.randn(n, generator=g, dtype=torch.float64)
+    # sampling std of the skewness is sqrt(6/n), of the excess kurtosis sqrt(24/n); allow 5 of them
+    assert abs(noise.skewness(z)) < 5 * (6 / n) ** 0.5
+    assert abs(noise.excess_kurtosis(z)) < 5 * (24 / n) ** 0.5
+    e = torch.empty(n, dtype=torch.float64).exponential_(generator=g)
+    # exponential law: skewness 2, excess kurtosis 6 (sampling error of the kurtosis is larger)
+    assert abs(noise.skewness(e) - 2) < 0.1 and abs(noise.excess_kurtosis(e) - 6) < 1.0
+
+
+def test_gaussian_counterpart_has_same_second_moment(setup):
+    model, d = setup
+    gn = noise.gradient_noise(model, d, batch_size=50)
+    ref = gn.gaussian_counterpart(torch.Generator().manual_seed(1))
+    assert ref.shape == gn.noise.shape
+    ratio = ref.pow(2).mean() / gn.noise.pow(2).mean()
+    assert abs(ratio.item() - 1) < 5 * (2 / ref.numel()) ** 0.5
