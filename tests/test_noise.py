@@ -54,3 +54,32 @@ def test_gaussian_counterpart_has_same_second_moment(setup):
     assert ref.shape == gn.noise.shape
     ratio = ref.pow(2).mean() / gn.noise.pow(2).mean()
     assert abs(ratio.item() - 1) < 5 * (2 / ref.numel()) ** 0.5
+
+
+def test_coordinate_kurtosis_removes_scale_mixing():
+    g = torch.Generator().manual_seed(0)
+    P, p = 200, 2000
+    # Gaussian coordinates with wildly different scales: pooled kurtosis is large, per-coordinate
+    # kurtosis is the Gaussian value -6/(P+1) up to its standard error ~ sqrt(24/P)/sqrt(p).
+    scales = torch.logspace(-3, 1, p, dtype=torch.float64)
+    u = torch.randn(P, p, generator=g, dtype=torch.float64) * scales
+    assert noise.excess_kurtosis(u) > 10
+    k = noise.coordinate_excess_kurtosis(u)
+    assert k.shape == (p,)
+    assert abs(k.mean().item() + 6 / (P + 1)) < 5 * (24 / P) ** 0.5 / p ** 0.5
+    # a zero-variance column is dropped
+    u[:, 0] = 0
+    assert noise.coordinate_excess_kurtosis(u).shape == (p - 1,)
+    with pytest.raises(ValueError, match="noise"):
+        noise.coordinate_excess_kurtosis(torch.zeros(1, 3))
+
+
+@pytest.mark.parametrize("chunk_size", [None, 3])
+def test_vmap_and_loop_methods_agree(setup, chunk_size):
+    model, d = setup
+    a = noise.minibatch_gradients(model, d, 64, method="loop")
+    b = noise.minibatch_gradients(model, d, 64, method="vmap", chunk_size=chunk_size)
+    assert a.shape == b.shape == (1000 // 64, sum(p.numel() for p in model.parameters()))
+    assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="method"):
+        noise.minibatch_gradients(model, d, 64, method="magic")

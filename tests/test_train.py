@@ -67,7 +67,7 @@ def test_callbacks_are_called_every_k_steps(digits):
 
     def probe(step, model):
         calls.append(step)
-        return {"weight_norm": float(sum(p.norm() ** 2 for p in model.parameters()) ** 0.5)}
+        return {"weight_norm": float(sum(p.detach().norm() ** 2 for p in model.parameters()) ** 0.5)}
 
     result = _fit(digits, steps=40, callbacks=[Callback(10, probe)])
     assert calls == [0, 10, 20, 30, 40]
@@ -83,8 +83,10 @@ def test_stop_at_accuracy(digits):
 def test_losses():
     out = torch.tensor([[2.0, -1.0], [0.5, 0.5]])
     y = torch.tensor([0, 1])
-    # linear hinge: example 1: max(0,1-2)=0, max(0,1-1)=0 -> 0; example 2: max(0,0.5)=.5, .5 -> .5
-    assert torch.isclose(get_loss("hinge")(out, y), torch.tensor(0.25))
+    # linear hinge, targets +1 for the true class and -1 otherwise:
+    # example 1: max(0, 1-2) = 0 and max(0, 1-1) = 0 -> 0; example 2: max(0, 1+0.5) = 1.5 and
+    # max(0, 1-0.5) = 0.5 -> mean 1.0; over the batch (0 + 1.0) / 2 = 0.5
+    assert torch.isclose(get_loss("hinge")(out, y), torch.tensor(0.5))
     target = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
     # squared error summed over outputs, mean over examples, no 1/2: (1+1 + 0.25+0.25)/2
     assert torch.isclose(get_loss("mse")(out, target), torch.tensor(1.25))
