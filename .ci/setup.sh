@@ -32,4 +32,3 @@ if ! cmp -s requirements.txt "$stamp" 2>/dev/null; then
   cp requirements.txt "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"
-export MPLBACKEND=Agg

@@ -3,4 +3,3 @@ kernel started by nbval runs at the ``fast`` scale."""
 import os
 
 os.environ["GNILAB_SCALE"] = "fast"
-os.environ.setdefault("MPLBACKEND", "Agg")
