@@ -59,7 +59,8 @@ def qq_plot(sample, ax=None, dist=stats.norm, max_points: int = 4000, label: Opt
     ax.plot(theory, x, ".", ms=3, label=label)
     lim = [theory.min(), theory.max()]
     ax.plot(lim, lim, "k--", lw=1)
-    ax.set_xlabel(f"{getattr(dist, 'name', 'reference')} quantiles")
+    name = "standard normal" if dist is stats.norm else getattr(dist, "name", "reference")
+    ax.set_xlabel(f"{name} quantiles")
     ax.set_ylabel("sample quantiles")
     return ax
 
