@@ -1,0 +1,261 @@
+"""The rendered book, looked at in a real (headless) browser.
+
+What a reader sees cannot be checked from the HTML source alone: the maths is typeset by MathJax
+in the browser, and the figures are files the page has to find. This test opens the prelude
+chapter in headless Chromium, served from 127.0.0.1 with every other host unreachable, and checks
+
+* a full-page screenshot is produced and is not blank;
+* MathJax ran: there is at least one ``mjx-container``, no MathJax error, no raw ``$$``, ``\\(``
+  or ``\\[`` left in the visible text, and MathJax itself was loaded from the book, not a CDN
+  (the book must render offline);
+* at least one figure from the notebook's output is on the page and its file exists.
+
+Which book is tested:
+
+1. ``$GNILAB_BOOK_HTML``, if set: a built ``html`` directory (the one holding ``index.html``),
+   e.g. ``GNILAB_BOOK_HTML=_build/html pytest tests/test_book_browser.py``;
+2. otherwise ``<repo>/_build/html`` if its prelude page is newer than
+   ``notebooks/00_prelude.ipynb`` (as left by ``bash .ci/book``);
+3. otherwise the test builds the book itself into a temporary directory with
+   ``jupyter-book build <repo> --path-output <tmp>`` (the test plugin has set
+   ``GNILAB_SCALE=fast``, so the notebooks run quickly).
+
+The test is skipped only when no Chromium binary (``chromium``, ``chromium-browser`` or
+``google-chrome``) is on the PATH; Debian's ``chromium`` package provides one.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PAGE = "notebooks/00_prelude.html"
+NOTEBOOK = REPO / "notebooks" / "00_prelude.ipynb"
+
+BUILD_TIMEOUT_S = 1800     # a fresh build executes every notebook at the fast scale
+BROWSER_TIMEOUT_S = 120    # one Chromium run (the page itself gets a 15 s virtual-time budget)
+VIRTUAL_TIME_MS = 15000
+
+pytestmark = pytest.mark.slow
+
+
+def _find_browser():
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+# --------------------------------------------------------------------------------------------
+# Locating (or building) the book
+# --------------------------------------------------------------------------------------------
+
+def _tail(text: str, lines: int = 60) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _run(cmd, timeout: float, **kwargs):
+    """``subprocess.run`` in its own process group, so that a timeout also ends the children
+    (notebook kernels, Chromium's renderers). Returns ``(CompletedProcess | None, output)``:
+    ``None`` when the timeout was hit, with whatever output there was."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **kwargs)
+    def kill_group():
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group()
+        out, err = proc.communicate()
+        return None, (out or "") + (err or "")
+    except BaseException:  # e.g. Ctrl-C: leave no kernel or browser behind
+        kill_group()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err), out + err
+
+
+def _build_book(out_dir: Path) -> Path:
+    """Build the book into ``out_dir`` and return its html directory; fail with the log tail."""
+    exe = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "jupyter_book"]
+    env = dict(os.environ)
+    env.setdefault("GNILAB_SCALE", "fast")
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    # A non-inline MPLBACKEND (say "Agg" exported in a CI shell) is inherited by the notebook
+    # kernels and makes plt.show() draw nothing, so the book would have no figures. Let the
+    # kernels use their inline backend, as they do for a reader. (A book built elsewhere with
+    # such a backend is still caught below: it has no figure.)
+    if "inline" not in env.get("MPLBACKEND", "inline"):
+        del env["MPLBACKEND"]
+    proc, log = _run(cmd + ["build", str(REPO), "--path-output", str(out_dir)],
+                     timeout=BUILD_TIMEOUT_S, cwd=REPO, env=env)
+    if proc is None:
+        pytest.fail(f"jupyter-book build did not finish in {BUILD_TIMEOUT_S} s; log tail:\n"
+                    f"{_tail(log)}")
+    html_dir = out_dir / "_build" / "html"
+    if proc.returncode != 0:
+        reports = ""
+        for report in sorted((html_dir / "reports").glob("**/*.log")):
+            reports += f"\n--- {report.name}\n{_tail(report.read_text(errors='replace'), 40)}"
+        pytest.fail(f"jupyter-book build exited with {proc.returncode}; log tail:\n"
+                    f"{_tail(log)}{reports}")
+    return html_dir
+
+
+def _locate_book(tmp_path: Path) -> Path:
+    given = os.environ.get("GNILAB_BOOK_HTML")
+    if given:
+        html_dir = Path(given).expanduser()
+        if not html_dir.is_absolute():
+            html_dir = REPO / html_dir
+        if not (html_dir / PAGE).is_file():
+            pytest.fail(f"GNILAB_BOOK_HTML={given!r} has no {PAGE}")
+        return html_dir
+    if not NOTEBOOK.is_file():
+        pytest.fail(f"{NOTEBOOK.relative_to(REPO)} is missing, so the book has no prelude page "
+                    "(it is listed in _toc.yml)")
+    built = REPO / "_build" / "html"
+    if (built / PAGE).is_file() and (built / PAGE).stat().st_mtime > NOTEBOOK.stat().st_mtime:
+        return built
+    return _build_book(tmp_path / "book")
+
+
+# --------------------------------------------------------------------------------------------
+# Serving and browsing
+# --------------------------------------------------------------------------------------------
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - signature of the base class
+        pass
+
+
+def _chromium(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+           "--disable-sync", f"--user-data-dir={profile}",
+           # Only the local server resolves: a page that needs the internet fails here too.
+           "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+           *args]
+    proc, log = _run(cmd, timeout=BROWSER_TIMEOUT_S)
+    if proc is None:
+        pytest.fail(f"{Path(browser).name} did not finish within {BROWSER_TIMEOUT_S} s "
+                    f"({' '.join(args)}); output tail:\n{_tail(log, 20)}")
+    return proc
+
+
+class _PageText(HTMLParser):
+    """Visible text of a page, and its <img> sources and MathJax elements."""
+
+    SKIP = {"script", "style", "pre", "code", "textarea", "noscript", "template", "mjx-container"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.text: list[str] = []
+        self.images: list[str] = []
+        self.mathjax = 0
+        self.math_errors = 0
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs).get("src") or "")
+        if tag == "mjx-container":
+            self.mathjax += 1
+        if tag == "mjx-merror":
+            self.math_errors += 1
+        if tag in self.SKIP:
+            self._skip += 1
+
+    def handle_endtag(self, tag):
+        if tag in self.SKIP and self._skip:
+            self._skip -= 1
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.text.append(data)
+
+
+def _is_output_figure(src: str) -> bool:
+    return "_images/" in src or src.startswith("data:image/png") or src.startswith("data:image/svg")
+
+
+def _check_screenshot(png: Path) -> None:
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    assert png.is_file(), "Chromium wrote no screenshot"
+    assert png.stat().st_size > 10_000, f"screenshot is only {png.stat().st_size} bytes"
+    pixels = mpimg.imread(png)
+    assert pixels.ndim == 3 and pixels.shape[0] >= 1000 and pixels.shape[1] >= 1000, pixels.shape
+    rgb = (np.asarray(pixels[..., :3]) * 255).astype(np.uint8).reshape(-1, 3)
+    colours = np.unique(rgb[:: max(1, len(rgb) // 200_000)], axis=0)
+    assert len(colours) > 50, f"screenshot has only {len(colours)} colours: a blank page?"
+    assert float(rgb.std()) > 5.0, "screenshot is (nearly) a single colour"
+
+
+def test_prelude_renders_in_browser(tmp_path):
+    browser = _find_browser()
+    if browser is None:
+        pytest.skip("no Chromium found (chromium, chromium-browser or google-chrome); "
+                    "install Debian's 'chromium' to run the browser test")
+
+    html_dir = _locate_book(tmp_path)
+    source = (html_dir / PAGE).read_text(encoding="utf-8", errors="replace")
+    mathjax_src = [src for src in re.findall(r"<script[^>]*\bsrc=[\"']([^\"']+)", source)
+                   if "mathjax" in src.lower()]
+    assert mathjax_src, f"{PAGE} loads no MathJax script"
+    for src in mathjax_src:
+        assert "//" not in src, f"MathJax is loaded from the network ({src}): no maths offline"
+
+    handler = functools.partial(_QuietHandler, directory=str(html_dir))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="book-server", daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{PAGE}"
+        png = tmp_path / "prelude.png"
+        shot = _chromium(browser, tmp_path / "profile-shot", "--hide-scrollbars",
+                         "--window-size=1280,2400", f"--virtual-time-budget={VIRTUAL_TIME_MS}",
+                         f"--screenshot={png}", url)
+        dump = _chromium(browser, tmp_path / "profile-dom", f"--virtual-time-budget={VIRTUAL_TIME_MS}",
+                         "--dump-dom", url)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+    assert shot.returncode == 0, f"screenshot run failed ({shot.returncode}):\n{_tail(shot.stderr, 20)}"
+    _check_screenshot(png)
+
+    assert dump.returncode == 0, f"--dump-dom failed ({dump.returncode}):\n{_tail(dump.stderr, 20)}"
+    page = _PageText()
+    page.feed(dump.stdout)
+    page.close()
+    assert page.mathjax >= 1, "no mjx-container in the page: MathJax did not typeset the maths"
+    assert page.math_errors == 0, f"MathJax reported {page.math_errors} TeX error(s) on the page"
+    visible = " ".join(page.text)
+    for raw in ("$$", "\\(", "\\["):
+        assert raw not in visible, (
+            f"unrendered maths ({raw!r}) in the visible text: "
+            f"...{visible[max(0, visible.find(raw) - 80): visible.find(raw) + 80]}...")
+
+    figures = [src for src in page.images if _is_output_figure(src)]
+    assert figures, f"no figure from the notebook output on the page; <img> sources: {page.images}"
+    for src in figures:
+        if src.startswith("data:"):
+            continue
+        path = (html_dir / PAGE).parent / unquote(urlsplit(src).path)
+        assert path.is_file() and path.stat().st_size > 1000, f"figure {src} is missing or empty"
