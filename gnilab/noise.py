@@ -9,13 +9,14 @@ data), and the noise vectors U_i(w) = ∇f_{Ω_i}(w) − ∇f(w) (their Eq. 3), 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
 import torch
 from torch import nn
 
-from .train import get_loss
+from .train import Callback, get_loss
 
 __all__ = [
     "flat_grad",
@@ -25,6 +26,8 @@ __all__ = [
     "skewness",
     "excess_kurtosis",
     "coordinate_excess_kurtosis",
+    "noise_statistics",
+    "probe",
 ]
 
 
@@ -181,3 +184,59 @@ def coordinate_excess_kurtosis(noise: torch.Tensor) -> torch.Tensor:
     var = centred.pow(2).mean(0)
     keep = var > 1e-24 * var.max().clamp_min(1e-300)
     return centred[:, keep].pow(4).mean(0) / var[keep].pow(2) - 3.0
+
+
+def _pooled_k1(K: int) -> int:
+    """Şimşekli et al.'s K1 (largest divisor of K not above √K), unless K has no divisor near √K
+    (e.g. K prime gives K1 = 1, where Eq. 15 divides by log 1 = 0): then ⌊√K⌋, and the
+    estimator uses the first K1·⌊K/K1⌋ entries."""
+    root = math.isqrt(K)
+    divisor = next(i for i in range(root, 0, -1) if K % i == 0)
+    return divisor if divisor >= root / 10 else root
+
+
+def noise_statistics(noise: torch.Tensor, k1: Optional[int] = None) -> dict:
+    """Summary statistics of a ``[P, p]`` noise matrix U.
+
+    ``alpha``: tail index of the pooled scalar entries of U by the estimator of Mohammadi et al.
+    (Şimşekli et al. 2019, Eq. 15; :func:`gnilab.stable.tail_index`), with K1 from
+    :func:`_pooled_k1` unless given. Entries that are exactly zero (parameters that receive no
+    gradient at all, e.g. weights of dead ReLU units) are left out and counted in
+    ``zero_fraction``: they have probability 0 under a stable law, and one of them sends
+    log|X| to −∞ (Şimşekli et al.'s code would then report α̂ = 0).
+    ``skewness``/``excess_kurtosis``: of the pooled entries; ``coordinate_kurtosis``: mean of
+    :func:`coordinate_excess_kurtosis`; ``noise_norm``: mean ‖U_i‖; ``norm_cv``: std/mean of ‖U_i‖.
+    """
+    from .stable import tail_index  # chapter 1's module; imported here to keep start-up light
+
+    u = torch.as_tensor(noise)
+    entries = u.reshape(-1)
+    nonzero = entries[entries != 0]
+    if nonzero.numel() < 16:
+        raise ValueError(f"noise has {nonzero.numel()} non-zero entries; at least 16 are needed "
+                         "to estimate a tail index")
+    norms = u.norm(dim=1)
+    return {
+        "alpha": float(tail_index(nonzero, k1=k1 or _pooled_k1(nonzero.numel())).alpha),
+        "zero_fraction": 1.0 - nonzero.numel() / entries.numel(),
+        "skewness": skewness(u),
+        "excess_kurtosis": excess_kurtosis(u),
+        "coordinate_kurtosis": float(coordinate_excess_kurtosis(u).mean()),
+        "noise_norm": float(norms.mean()),
+        "norm_cv": float(norms.std() / norms.mean()),
+    }
+
+
+def probe(data, batch_size: int, every: int, loss: Union[str, Callable] = "cross_entropy",
+          method: str = "auto") -> Callback:
+    """A :class:`gnilab.train.Callback` that records :func:`noise_statistics` of the minibatch
+    gradient noise over a partition of ``data`` every ``every`` steps (the measurement of
+    Şimşekli et al. 2019, §3, done every 100 iterations in their code).
+
+    Use as ``train(model, data, ..., callbacks=[probe(data, b, every=100)])``; the statistics
+    land in ``result.records`` with a ``step`` column.
+    """
+    def measure(step: int, model: nn.Module) -> dict:
+        return noise_statistics(gradient_noise(model, data, batch_size, loss, method=method).noise)
+
+    return Callback(every, measure)

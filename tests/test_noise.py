@@ -83,3 +83,29 @@ def test_vmap_and_loop_methods_agree(setup, chunk_size):
     assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
     with pytest.raises(ValueError, match="method"):
         noise.minibatch_gradients(model, d, 64, method="magic")
+
+
+def test_noise_statistics_tail_index_and_zeros():
+    from gnilab import stable
+    g = torch.Generator().manual_seed(0)
+    # 100 x 1009 SaS(1.5) entries (K = 100 900) with 9 exactly-zero columns: the zeros are
+    # dropped, leaving K = 100 000 = 316 * 316 + 144 (no divisor near sqrt(K) other than the
+    # rule's), and alpha-hat is within 0.05 of 1.5 (spread ~0.01-0.02 at K = 1e5, see
+    # test_stable's estimator tests).
+    u = stable.sample(1.5, 0.0, size=(100, 1009), generator=g, dtype=torch.float64)
+    u[:, :9] = 0
+    s = noise.noise_statistics(u)
+    assert abs(s["alpha"] - 1.5) < 0.05
+    assert abs(s["zero_fraction"] - 9 / 1009) < 1e-12
+    # a prime number of non-zero entries (the K1 rule alone would give K1 = 1) still works
+    v = u[:, 9:].clone()
+    v[99, -9:] = 0  # 100 000 - 9 = 99 991 non-zero entries, a prime
+    s = noise.noise_statistics(v)
+    assert abs(s["alpha"] - 1.5) < 0.05
+    with pytest.raises(ValueError, match="non-zero"):
+        noise.noise_statistics(torch.zeros(4, 4))
+
+
+def test_pooled_k1_rule():
+    assert noise._pooled_k1(10_728_000) == 3000  # Şimşekli et al.'s example (MNIST FC, b=500)
+    assert noise._pooled_k1(99_991) == 316       # prime: falls back to floor(sqrt(K))
