@@ -625,21 +625,17 @@ def _quantile_fit(x: np.ndarray):
     nu_a = (q95 - q05) / iqr
     nu_b = (q95 + q05 - 2 * q50) / (q95 - q05) if q95 > q05 else 0.0
     T = _mcculloch_table()
-    na_tab = (T[..., 4] - T[..., 0]) / (T[..., 3] - T[..., 1])
-    nb_tab = (T[..., 4] + T[..., 0] - 2 * T[..., 2]) / (T[..., 4] - T[..., 0])
+    NA, NB = _mcculloch_inverse_grid()
     sgn = 1.0 if nu_b >= 0 else -1.0
     nu_b = abs(nu_b)
-    ai, bj = float(len(_MC_ALPHA) - 1), 0.0
-    for _ in range(30):
-        # alpha: nu_alpha decreases in alpha at fixed beta
-        col = np.array([_interp2(na_tab[..., None], i, bj)[0] for i in range(len(_MC_ALPHA))])
-        ai = _inv_monotone(col, nu_a)
-        row = np.array([_interp2(nb_tab[..., None], ai, j)[0] for j in range(len(_MC_BETA))])
-        bj_new = _inv_monotone(row, nu_b)
-        if abs(bj_new - bj) < 1e-10:
-            bj = bj_new
-            break
-        bj = bj_new
+    # Invert (alpha, beta) -> (nu_alpha, nu_beta) by the nearest point of a fine grid of the
+    # bilinearly interpolated table (0.005 in alpha and beta; far below the sampling error of
+    # the method). Alternating 1-D inversions can lock onto a wrong fixed point: e.g. samples
+    # of S1(1.2, 0.7) were read as (0.94, 1.0).
+    dist = ((NA - nu_a) / nu_a) ** 2 + (NB - nu_b) ** 2
+    ai_f, bj_f = np.unravel_index(int(np.argmin(dist)), dist.shape)
+    ai = ai_f * (len(_MC_ALPHA) - 1) / (NA.shape[0] - 1)
+    bj = bj_f * (len(_MC_BETA) - 1) / (NA.shape[1] - 1)
     alpha = float(np.interp(ai, np.arange(len(_MC_ALPHA)), _MC_ALPHA))
     beta = sgn * float(np.interp(bj, np.arange(len(_MC_BETA)), _MC_BETA))
     qa = _interp2(T, ai, bj)                         # standard S0 quantiles for |beta|
@@ -650,23 +646,22 @@ def _quantile_fit(x: np.ndarray):
     return alpha, beta, float(scale), float(loc0)
 
 
-def _inv_monotone(vals: np.ndarray, target: float) -> float:
-    """Fractional index where a monotone sequence crosses target (clamped to the ends)."""
-    v = np.asarray(vals, dtype=float)
-    if v[0] > v[-1]:
-        v, flip = v[::-1], True
-    else:
-        flip = False
-    if target <= v[0]:
-        idx = 0.0
-    elif target >= v[-1]:
-        idx = float(len(v) - 1)
-    else:
-        j = int(np.searchsorted(v, target) - 1)
-        j = min(max(j, 0), len(v) - 2)
-        den = v[j + 1] - v[j]
-        idx = j + ((target - v[j]) / den if den != 0 else 0.0)
-    return float(len(v) - 1 - idx) if flip else idx
+@lru_cache(maxsize=1)
+def _mcculloch_inverse_grid(points_per_cell: int = 20):
+    """nu_alpha and nu_beta of the table, bilinearly interpolated onto a grid
+    ``points_per_cell`` times finer than the table's (alpha, beta) grid."""
+    T = _mcculloch_table()
+    na_tab = (T[..., 4] - T[..., 0]) / (T[..., 3] - T[..., 1])
+    nb_tab = (T[..., 4] + T[..., 0] - 2 * T[..., 2]) / (T[..., 4] - T[..., 0])
+    ia = np.linspace(0, len(_MC_ALPHA) - 1, (len(_MC_ALPHA) - 1) * points_per_cell + 1)
+    jb = np.linspace(0, len(_MC_BETA) - 1, (len(_MC_BETA) - 1) * points_per_cell + 1)
+
+    def fine(tab):
+        along_a = np.stack([np.interp(ia, np.arange(tab.shape[0]), tab[:, j])
+                            for j in range(tab.shape[1])], axis=1)
+        return np.stack([np.interp(jb, np.arange(tab.shape[1]), row) for row in along_a])
+
+    return fine(na_tab), fine(nb_tab)
 
 
 # =============================================================================================
@@ -794,6 +789,13 @@ class _TableLogPdf:
         ws = _cubic_w(ts)
         idx = (i_s[:, None] + torch.arange(-1, 3, device=z.device)[None, :])
         val = (curve[idx] * ws).sum(-1)
+        # Limiter: Catmull-Rom weights are partly negative, so next to the -1e4 floor of the
+        # table (far tails of alpha near 2) the interpolant can overshoot to large *positive*
+        # log-densities, which the likelihood maximisation then seeks out. Keep every value
+        # within the range of the 4x4x4 table nodes it is interpolated from.
+        node_max, node_min = sub.amax((0, 1)), sub.amin((0, 1))
+        val = torch.minimum(val, node_max[idx].amax(-1))
+        val = torch.maximum(val, node_min[idx].amin(-1))
         # beyond the table: log f ~ edge value - (alpha + 1)(|s| - |s_edge|)
         over = (s.abs() - (-self.s0)).clamp(min=0)
         return val - (alpha + 1) * over
@@ -848,7 +850,7 @@ def _mle_fit(x: np.ndarray, start, max_iter=50):
         improved = False
         for _ls in range(30):
             cand = theta + t * step
-            fc = float(nll(cand))
+            fc = float(nll(cand)) if bool(torch.isfinite(cand).all()) else math.inf
             if np.isfinite(fc) and fc <= f0 + 1e-4 * t * float(g @ step):
                 improved = True
                 break
@@ -874,6 +876,55 @@ def _mle_fit(x: np.ndarray, start, max_iter=50):
     except RuntimeError:
         se = [math.nan] * 4
     return (a, b, s, m0), se, -float(val.detach())
+
+
+def _exact_loglik(xt: torch.Tensor, a, b, s, m0) -> torch.Tensor:
+    """Log-likelihood of the sample under S0(alpha, beta, sigma, mu0) with the accurate
+    quadrature density (differentiable in the parameters)."""
+    return Stable(a, b, s, m0, param="S0", validate_args=False).log_prob(xt).sum()
+
+
+def _mle_check_exact(x: np.ndarray, est, table_ll: float, start, max_iter: int = 30):
+    """Guard the tabulated maximum likelihood with the exact likelihood.
+
+    The table is accurate where most samples fall, but near alpha = 2 (where the Pareto tail's
+    weight changes fast between table nodes) it can misplace the optimum. The tabulated
+    estimate is kept when its exact log-likelihood is at least that of the quantile start and
+    agrees with the tabulated value to 1e-3 per point; otherwise the exact log-likelihood is
+    maximised by L-BFGS from the better of the two points. Returns the estimate (S0) and its
+    exact log-likelihood.
+    """
+    xt = torch.tensor(x, dtype=torch.float64)
+    with torch.no_grad():
+        ll_est = float(_exact_loglik(xt, *est))
+        ll_start = float(_exact_loglik(xt, *start))
+    if math.isfinite(ll_est) and ll_est >= ll_start - 1e-6 and \
+            abs(ll_est - table_ll) <= 1e-3 * len(x) + 1e-6:
+        return est, ll_est
+    theta = _pack(*(est if ll_est >= ll_start else start)).requires_grad_(True)
+    opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        if not bool(torch.isfinite(theta).all()):
+            theta.grad = torch.zeros_like(theta)
+            return torch.tensor(1e10, dtype=torch.float64)
+        a, b, s, m0 = _unpack(theta)
+        loss = -_exact_loglik(xt, a, b, s, m0) / len(x)
+        if not bool(torch.isfinite(loss)):  # a rejected trial point: push the line search back
+            theta.grad = torch.zeros_like(theta)
+            return torch.tensor(1e10, dtype=torch.float64)
+        loss.backward()
+        theta.grad = torch.nan_to_num(theta.grad, nan=0.0, posinf=0.0, neginf=0.0)
+        return loss.detach()
+
+    opt.step(closure)
+    new = tuple(float(v) for v in _unpack(theta.detach()))
+    with torch.no_grad():
+        ll_new = float(_exact_loglik(xt, *new))
+    best = max([(ll_new, new), (ll_est, tuple(est)), (ll_start, tuple(start))],
+               key=lambda t: t[0] if math.isfinite(t[0]) else -math.inf)
+    return best[1], best[0]
 
 
 # =============================================================================================
@@ -950,6 +1001,7 @@ def fit(x, method: str = "mle", param: str = "S1") -> StableFit:
         a, b, s, m0 = _ecf_fit(x, start=q)
     else:
         (a, b, s, m0), se, ll = _mle_fit(x, q)
+        (a, b, s, m0), ll = _mle_check_exact(x, (a, b, s, m0), ll, q)
         stderr = tuple(float(v) for v in se)
     loc = m0 if k == 0 else m0 - (b * s * math.tan(PI * a / 2) if a != 1 else 2 / PI * b * s * math.log(s))
     return StableFit(float(a), float(b), float(s), float(loc), stderr, method, param, ll)

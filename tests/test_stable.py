@@ -462,3 +462,47 @@ def test_cuda_path():
     assert abs(r.alpha - 1.5) < 0.06
     y = S.sample(1.5, 0.5, size=20_000, device=dev, generator=1).cpu().numpy()
     assert stats.ks_2samp(y, S.sample(1.5, 0.5, size=20_000, generator=2)).pvalue > 1e-3
+
+
+# ---------------------------------------------------------------------------------------------
+# regressions found while writing Chapter 1
+# ---------------------------------------------------------------------------------------------
+def test_alpha_one_cdf_far_tails():
+    """P(X > x) ~ (1+beta)/(pi x) at alpha = 1; the quadrature alone returned ~0.1-0.4 for
+    x beyond ~3e8, which corrupted the McCulloch table at alpha = 1."""
+    x = np.array([1e6, 1e8, 1e9, 1e12])
+    for b in (0.1, 0.7, 1.0):
+        upper = S.Stable(1.0, b).sf(torch.tensor(x, dtype=f64)).numpy()
+        np.testing.assert_allclose(upper * np.pi * x / (1 + b), 1.0, rtol=1e-5, atol=0)
+    assert np.all(np.diff(S.cdf(np.logspace(0, 12, 50), 1.0, 0.7)) >= 0)
+
+
+def test_mcculloch_table_is_finite_and_monotone():
+    T = S._mcculloch_table()
+    assert np.isfinite(T).all() and np.abs(T).max() < 1e3
+    assert np.all(np.diff(T, axis=-1) > 0)  # quantiles increase with p everywhere
+
+
+@pytest.mark.parametrize("beta", [0.7, -0.7])
+def test_quantile_fit_does_not_lock_onto_a_wrong_branch(beta):
+    """Alternating 1-D inversions read S1(1.2, 0.7) samples as (0.94, 1.0). n = 20 000: the
+    quantile method's standard deviations are about 0.02 (alpha) and 0.04 (beta)."""
+    x = S.sample(1.2, beta, size=20_000, generator=1)
+    f = S.fit(x, method="quantile")
+    assert abs(f.alpha - 1.2) < 0.08 and abs(f.beta - beta) < 0.15
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("alpha,beta", [(1.9, 0.0), (1.2, -0.7)])
+def test_mle_never_worse_than_its_start(alpha, beta):
+    """The exact log-likelihood at the MLE is at least that at the quantile estimate it starts
+    from (the tabulated likelihood once overshot to positive log-densities near alpha = 2)."""
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(12):
+        x = S.sample(alpha, beta, size=1000, generator=gen, dtype=f64).numpy()
+        m, q = S.fit(x, method="mle"), S.fit(x, method="quantile")
+        ll_m = S.logpdf(x, m.alpha, m.beta, m.scale, m.loc).sum()
+        ll_q = S.logpdf(x, q.alpha, q.beta, q.scale, q.loc).sum()
+        assert ll_m >= ll_q - 1e-6
+        assert abs(m.loglik - ll_m) < 1e-6 * len(x)
+        assert abs(m.alpha - alpha) < 0.3
