@@ -55,7 +55,7 @@ def _loop_gradients(model, loss_fn, data, index) -> torch.Tensor:
 def _vmap_gradients(model, loss_fn, data, index, chunk_size) -> torch.Tensor:
     """All minibatch gradients at once: ``torch.func.grad`` of the minibatch loss, vectorised with
     ``vmap`` over the batch axis of ``x[index]`` (shape ``[P, b, ...]``), ``chunk_size`` batches
-    at a time to bound memory."""
+    at a time to bound memory (by default as many as hold about 2^24 gradient entries)."""
     from torch.func import functional_call, grad, vmap
 
     names = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -66,6 +66,9 @@ def _vmap_gradients(model, loss_fn, data, index, chunk_size) -> torch.Tensor:
     def batch_loss(ps, xb, yb):
         return loss_fn(functional_call(model, ({**ps, **frozen}, buffers), (xb,)), yb)
 
+    if chunk_size is None:  # bound the memory of one vectorised call to ~2^24 gradient entries
+        p = sum(v.numel() for v in params.values())
+        chunk_size = max(1, min(index.shape[0], (1 << 24) // max(p, 1)))
     per_batch = vmap(grad(batch_loss), in_dims=(None, 0, 0), chunk_size=chunk_size)
     grads = per_batch(params, data.x[index], data.y[index])
     return torch.cat([grads[n].reshape(index.shape[0], -1) for n in names], dim=1)
@@ -228,15 +231,21 @@ def noise_statistics(noise: torch.Tensor, k1: Optional[int] = None) -> dict:
 
 
 def probe(data, batch_size: int, every: int, loss: Union[str, Callable] = "cross_entropy",
-          method: str = "auto") -> Callback:
+          method: str = "auto", start: int = 0) -> Callback:
     """A :class:`gnilab.train.Callback` that records :func:`noise_statistics` of the minibatch
     gradient noise over a partition of ``data`` every ``every`` steps (the measurement of
     Şimşekli et al. 2019, §3, done every 100 iterations in their code).
 
     Use as ``train(model, data, ..., callbacks=[probe(data, b, every=100)])``; the statistics
-    land in ``result.records`` with a ``step`` column.
+    land in ``result.records`` with a ``step`` column. Steps before ``start`` are skipped (the
+    noise matrix is the expensive part of a run).
     """
-    def measure(step: int, model: nn.Module) -> dict:
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise ValueError(f"start must be a non-negative integer, got {start!r}")
+
+    def measure(step: int, model: nn.Module) -> Optional[dict]:
+        if step < start:
+            return None
         return noise_statistics(gradient_noise(model, data, batch_size, loss, method=method).noise)
 
     return Callback(every, measure)
