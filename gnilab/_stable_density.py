@@ -434,7 +434,6 @@ def _tail_series_logpdf(x1, a, b, nterms=8):
     aPhi = PI * a / 2 + torch.atan(t)
     lx = torch.log(x1)
     tot = torch.zeros_like(x1)
-    lead = None
     for k in range(1, nterms + 1):
         lg = torch.lgamma(k * a + 1) - math.lgamma(k + 1) + k * torch.log(gam) - k * a * lx
         term = (-1) ** (k + 1) * torch.exp(lg) * torch.sin(k * aPhi)
@@ -500,12 +499,16 @@ def _logpdf_near1(z, a, b, param, n):
     return torch.log(f.clamp(min=0))
 
 
-def _logpdf_general(z, a, b, param, n):
-    zeta = -b * torch.tan(PI * a / 2)
-    x1 = z if param == 1 else z - zeta
+def _reflect(z, a, b, param):
+    """The S1 point x1 of z, reflected to x1 >= 0: (|x1|, beta of the reflected law, x1 < 0),
+    using f(x1; alpha, beta) = f(-x1; alpha, -beta)."""
+    x1 = z if param == 1 else z + b * torch.tan(PI * a / 2)
     neg = x1 < 0
-    bb = torch.where(neg, -b, b)
-    xa = x1.abs()
+    return x1.abs(), torch.where(neg, -b, b), neg
+
+
+def _logpdf_general(z, a, b, param, n):
+    xa, bb, neg = _reflect(z, a, b, param)
     out = torch.full_like(z, -math.inf) + 0 * (xa + bb)
     # support: alpha < 1 and beta = -1 (after reflection) -> zero density
     outside = (a < 1) & (bb == -1)
@@ -610,11 +613,7 @@ def std_cdf(z, a, b, param, n=_N_NODES):
 
 
 def _cdf_general(z, a, b, param, n):
-    zeta = -b * torch.tan(PI * a / 2)
-    x1 = z if param == 1 else z - zeta
-    neg = x1 < 0
-    bb = torch.where(neg, -b, b)
-    xa = x1.abs()
+    xa, bb, neg = _reflect(z, a, b, param)
     # probabilities for the reflected variable: P(Y <= xa), P(Y > xa), Y ~ S1(alpha, bb)
     lo = torch.zeros_like(xa) + 0 * (xa + bb)
     up = torch.zeros_like(xa) + 0 * (xa + bb)

@@ -12,7 +12,7 @@ Conventions follow the papers:
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Union
+from typing import Callable, Union
 
 import torch
 from torch import nn

@@ -53,7 +53,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from numbers import Number
 from typing import Optional, Tuple
 
 import numpy as np
@@ -425,23 +424,21 @@ class Stable(Distribution):
                             b.reshape(-1).to(torch.float64), self._k)
         return lp.reshape(shape).to(value.dtype) - torch.log(s)
 
-    def cdf(self, value):
-        """P(X <= value)."""
+    def _cdf_pair(self, value):
+        """(P(X <= value), P(X > value)), each computed without cancellation."""
         value = self._as_value(value)
         z, a, b, _ = self._standardise(value)
-        shape = z.shape
-        lo, _ = _sd.std_cdf(z.reshape(-1).to(torch.float64), a.reshape(-1).to(torch.float64),
-                            b.reshape(-1).to(torch.float64), self._k)
-        return lo.reshape(shape).to(value.dtype)
+        lo, up = _sd.std_cdf(z.reshape(-1).to(torch.float64), a.reshape(-1).to(torch.float64),
+                             b.reshape(-1).to(torch.float64), self._k)
+        return lo.reshape(z.shape).to(value.dtype), up.reshape(z.shape).to(value.dtype)
+
+    def cdf(self, value):
+        """P(X <= value)."""
+        return self._cdf_pair(value)[0]
 
     def sf(self, value):
         """P(X > value), accurate in the upper tail."""
-        value = self._as_value(value)
-        z, a, b, _ = self._standardise(value)
-        shape = z.shape
-        _, up = _sd.std_cdf(z.reshape(-1).to(torch.float64), a.reshape(-1).to(torch.float64),
-                            b.reshape(-1).to(torch.float64), self._k)
-        return up.reshape(shape).to(value.dtype)
+        return self._cdf_pair(value)[1]
 
     def __repr__(self):
         return (f"Stable(alpha: {self.alpha}, beta: {self.beta}, scale: {self.scale}, "
@@ -822,7 +819,6 @@ def _mle_fit(x: np.ndarray, start, max_iter=50):
     mu0), with a backtracking line search and a gradient-step fallback. Returns the estimate,
     the standard errors from the observed information and the log-likelihood."""
     xt = torch.tensor(x, dtype=torch.float64)
-    scale_x = float(np.median(np.abs(x - np.median(x)))) or 1.0
     tab = _TableLogPdf()
 
     def nll(theta):
@@ -831,8 +827,6 @@ def _mle_fit(x: np.ndarray, start, max_iter=50):
         return -(tab(z, a, b).sum() - xt.shape[0] * torch.log(s))
 
     theta = _pack(*start)
-    theta[3] = theta[3]
-    f = nll(theta)
     for _ in range(max_iter):
         th = theta.clone().requires_grad_(True)
         val = nll(th)
