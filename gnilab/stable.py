@@ -228,9 +228,11 @@ def _draw_vw(shape, dtype, device, generator):
 
 
 def _fast_scalar_sample(a: float, b: float, s: float, m: float, shape, param, dtype, generator,
-                        chunk: int = 1 << 16):
+                        chunk: int = 1 << 20):
     """CMS for scalar parameters without autograd on the CPU: the same formulas as
-    :func:`_cms_standard_s1`, evaluated in place on cache-sized chunks."""
+    :func:`_cms_standard_s1`, evaluated in place on chunks. Chunks of 2^20 rather than
+    cache-sized ones: each in-place op is an OpenMP parallel region, and with a busy second
+    core 64k-element chunks ran 50x slower (5.5 s instead of 0.1 s for 2e6 draws)."""
     # float32 output is computed in float64 (no cos V <= 0 / W = 0 at the ends of the float32
     # uniform grid) and rounded once at the end
     u1, u2 = _draw_uniforms(shape, torch.float64, "cpu", generator)
