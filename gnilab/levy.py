@@ -1,0 +1,659 @@
+r"""Lévy-driven gradient dynamics and their metastability (Şimşekli, Sagun & Gürbüzbalaban
+2019, §2, after Pavlyukevich 2007).
+
+The SDE (paper Eq. 10)
+
+.. math::  dw_t = -f'(w_t)\,dt + \varepsilon\, dL^\alpha_t
+
+is simulated by Euler–Maruyama (paper Eq. 8 with :math:`\eta = dt`):
+:math:`w_{k+1} = w_k - dt\,f'(w_k) + \varepsilon\,dt^{1/\alpha} S_k`, :math:`S_k \sim
+S_\alpha(\beta, 1)` (S1) i.i.d.; for :math:`\beta = 0` this is SαS(1) with
+:math:`E e^{i\omega S} = e^{-|\omega|^\alpha}`, so :math:`\alpha = 2` gives
+:math:`L^2_t = \sqrt2 B_t` (increment variance :math:`2h`).
+
+Constants (decided by simulation, see ``tests/test_levy.py``):
+
+* **Lévy measure.** SαS(1) has jump density :math:`c_\alpha |y|^{-1-\alpha}` with
+  :math:`c_\alpha = \Gamma(1+\alpha)\sin(\pi\alpha/2)/\pi` (:func:`levy_measure_constant`).
+  The paper's Eq. 11/13 omit it; the rate of leaving basin *i* in simulation time is
+  :math:`\varepsilon^\alpha c_\alpha q_i` (without :math:`c_\alpha` the predicted exit time
+  is off by :math:`1/c_\alpha \approx 3.3` at α = 1.5, far outside the simulation's error).
+  Stationary probabilities :math:`\pi` do not depend on :math:`c_\alpha`.
+* **Brownian contrast.** With :math:`L^2 = \sqrt2 B`, :math:`dw = -f'dt + \varepsilon dL^2`
+  has generator :math:`\varepsilon^2\partial_w^2 - f'\partial_w`, so the Eyring–Kramers time
+  is :math:`\frac{2\pi}{\sqrt{f''(m)|f''(s)|}}e^{H/\varepsilon^2}` — the paper's
+  :math:`e^{2H/\varepsilon^2}` is for :math:`dw = -f'dt + \varepsilon dB`.
+
+Only one-dimensional potentials are simulated.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from . import stable as _stable
+from .config import resolve_device, resolve_dtype
+
+__all__ = [
+    "levy_motion",
+    "DoubleWell",
+    "MultiWell",
+    "Quartic",
+    "LevyRun",
+    "simulate",
+    "levy_measure_constant",
+    "transition_rates",
+    "stationary_distribution",
+    "mean_exit_time",
+    "kramers_exit_time",
+]
+
+
+# =============================================================================================
+# validation helpers
+# =============================================================================================
+def _check_alpha(alpha) -> float:
+    try:
+        a = float(alpha)
+    except (TypeError, ValueError):
+        raise ValueError(f"alpha must be a number in (0, 2], got {alpha!r}") from None
+    if not (0.0 < a <= 2.0):
+        raise ValueError(f"alpha must be in (0, 2], got {alpha!r}")
+    return a
+
+
+def _check_beta(beta) -> float:
+    b = float(beta)
+    if not (-1.0 <= b <= 1.0):
+        raise ValueError(f"beta must be in [-1, 1], got {beta!r}")
+    return b
+
+
+def _check_pos(x, name, strict=True) -> float:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {x!r}") from None
+    if not math.isfinite(v) or (v <= 0 if strict else v < 0):
+        rng = "(0, inf)" if strict else "[0, inf)"
+        raise ValueError(f"{name} must be in {rng}, got {x!r}")
+    return v
+
+
+def _check_int(x, name, low=1) -> int:
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {x!r}")
+    return int(x)
+
+
+def _generator_for(generator, device):
+    """A generator usable on ``device``: a CPU generator on a CUDA device seeds a fresh CUDA
+    generator from one draw, so a seeded run stays repeatable."""
+    if generator is None:
+        return None
+    if isinstance(generator, (int, np.integer)) and not isinstance(generator, bool):
+        return torch.Generator(device=device).manual_seed(int(generator))
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator, an int seed or None, "
+                         f"got {generator!r}")
+    if torch.device(generator.device).type != torch.device(device).type:
+        seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
+        return torch.Generator(device=device).manual_seed(seed)
+    return generator
+
+
+# =============================================================================================
+# Lévy motion
+# =============================================================================================
+def levy_motion(alpha, T, steps, n_paths=1, beta=0.0, dim=1, generator=None, device=None,
+                dtype=None):
+    r"""Paths of the α-stable Lévy motion :math:`L^\alpha_t` on ``[0, T]`` (paper §2, (i)–(iv)).
+
+    Increments over :math:`h = T/\text{steps}` are i.i.d. :math:`S_\alpha(\beta, h^{1/\alpha})`
+    in the S1 parameterisation; for β = 0, :math:`E e^{i\omega L_h} = e^{-h|\omega|^\alpha}`.
+    α = 2 gives :math:`\sqrt2 B_t` (increment variance 2h).
+
+    Parameters
+    ----------
+    alpha : float in (0, 2]
+    T : float > 0, time horizon
+    steps : int >= 1, number of increments
+    n_paths : int >= 1
+    beta : float in [-1, 1], skewness
+    dim : int >= 1, independent components
+    generator, device, dtype : see the package conventions.
+
+    Returns
+    -------
+    Tensor of shape ``[n_paths, steps + 1]`` (``dim == 1``) or ``[n_paths, steps + 1, dim]``,
+    starting at 0.
+    """
+    a = _check_alpha(alpha)
+    b = _check_beta(beta)
+    T = _check_pos(T, "T")
+    steps = _check_int(steps, "steps")
+    n_paths = _check_int(n_paths, "n_paths")
+    dim = _check_int(dim, "dim")
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype)
+    gen = _generator_for(generator, dev)
+    h = T / steps
+    shape = (n_paths, steps) if dim == 1 else (n_paths, steps, dim)
+    inc = _stable.sample(a, b, scale=h ** (1.0 / a), size=shape, param="S1", generator=gen,
+                         device=dev, dtype=dt)
+    zero = torch.zeros((n_paths, 1) + shape[2:], dtype=dt, device=dev)
+    return torch.cat([zero, inc.cumsum(dim=1)], dim=1)
+
+
+# =============================================================================================
+# potentials
+# =============================================================================================
+def _horner(coefs: Sequence[float], w: torch.Tensor) -> torch.Tensor:
+    """Polynomial with coefficients highest degree first, evaluated at ``w``."""
+    out = torch.full_like(w, coefs[0])
+    for c in coefs[1:]:
+        out = out * w + c
+    return out
+
+
+def _as_w(w):
+    return w if isinstance(w, torch.Tensor) else torch.as_tensor(w, dtype=torch.float64)
+
+
+class _Potential1D:
+    """Shared methods: ``minima``/``maxima`` are sorted tuples, interleaved
+    :math:`m_1 < s_1 < m_2 < \\dots < s_{r-1} < m_r`."""
+
+    minima: Tuple[float, ...]
+    maxima: Tuple[float, ...]
+
+    def basin_index(self, w):
+        """Index ``i`` (0-based) of the basin :math:`S_{i+1} = (s_i, s_{i+1})` holding ``w``
+        (a point exactly on a maximum goes to the basin on its left). Long tensor."""
+        w = _as_w(w)
+        s = torch.as_tensor(self.maxima, dtype=w.dtype, device=w.device)
+        return torch.bucketize(w, s)
+
+    @property
+    def n_basins(self) -> int:
+        return len(self.minima)
+
+
+@dataclass(frozen=True)
+class MultiWell(_Potential1D):
+    r"""r-well potential with prescribed critical points:
+
+    .. math::  f'(w) = \kappa \prod_{i=1}^r (w - m_i) \prod_{j=1}^{r-1} (w - s_j),
+               \qquad f(0) = 0,
+
+    a polynomial of odd degree 2r − 1 with positive leading coefficient, so
+    :math:`f''(m_i) > 0`, :math:`f''(s_j) < 0` and :math:`f'(w) \sim \kappa w^{2r-1}` satisfies
+    the paper's growth condition :math:`f'(w) > |w|^{1+c}` for r ≥ 2.
+
+    Parameters
+    ----------
+    minima, maxima : increasing sequences with ``len(maxima) == len(minima) - 1``,
+        interleaved.
+    kappa : float > 0, overall scale.
+    """
+    minima: Tuple[float, ...] = (-1.0, 1.0)
+    maxima: Tuple[float, ...] = (0.0,)
+    kappa: float = 1.0
+    _d1: Tuple[float, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        mins = tuple(float(m) for m in self.minima)
+        maxs = tuple(float(s) for s in self.maxima)
+        if len(mins) < 1 or len(maxs) != len(mins) - 1:
+            raise ValueError(f"maxima must have len(minima) - 1 = {len(mins) - 1} entries, "
+                             f"got minima={mins!r}, maxima={maxs!r}")
+        pts = [mins[0]]
+        for s, m in zip(maxs, mins[1:]):
+            pts += [s, m]
+        if any(b <= a for a, b in zip(pts, pts[1:])):
+            raise ValueError(f"minima and maxima must interleave m1 < s1 < m2 < ..., got "
+                             f"minima={mins!r}, maxima={maxs!r}")
+        _check_pos(self.kappa, "kappa")
+        object.__setattr__(self, "minima", mins)
+        object.__setattr__(self, "maxima", maxs)
+        d1 = np.poly(np.array(pts)) * float(self.kappa)
+        object.__setattr__(self, "_d1", tuple(float(c) for c in d1))
+
+    def grad(self, w):
+        """:math:`f'(w)`, elementwise."""
+        return _horner(self._d1, _as_w(w))
+
+    def hess(self, w):
+        """:math:`f''(w)`, elementwise."""
+        return _horner(tuple(np.polyder(np.array(self._d1))), _as_w(w))
+
+    def value(self, w):
+        """:math:`f(w)` with :math:`f(0) = 0`."""
+        return _horner(tuple(np.polyint(np.array(self._d1))), _as_w(w))
+
+
+@dataclass(frozen=True)
+class Quartic(MultiWell):
+    r""":math:`f(w) = w^4/4 - w^2/2` (minima ±1, maximum 0, barrier height 1/4,
+    :math:`f''(\pm1) = 2`, :math:`f''(0) = -1`)."""
+    minima: Tuple[float, ...] = (-1.0, 1.0)
+    maxima: Tuple[float, ...] = (0.0,)
+    kappa: float = 1.0
+
+
+@dataclass(frozen=True)
+class DoubleWell(_Potential1D):
+    r"""Two wells at :math:`m_1 < 0 < m_2` separated by the maximum :math:`s_1 = 0`
+    (paper Fig. 3a), with independent widths and depths:
+
+    .. math::  f'(w) = \kappa\, w (w - m_1)(w - m_2)(1 + \gamma_i w^2),
+               \quad i = 1 \ (w < 0),\ i = 2 \ (w \ge 0), \qquad f(0) = 0.
+
+    :math:`\kappa = \min_i H_i / A_i` and :math:`\gamma_i = (H_i/\kappa - A_i)/B_i \ge 0` where
+    :math:`A_i = |\int_{m_i}^0 w(w-m_1)(w-m_2)dw|`, :math:`B_i = |\int_{m_i}^0
+    w^3(w-m_1)(w-m_2)dw|`, so that the depths :math:`H_i = f(0) - f(m_i)` are ``depth1``,
+    ``depth2``. f is :math:`C^2` (:math:`f''(0) = \kappa m_1 m_2` on both sides; f''' jumps at
+    0), :math:`f''(m_i) = \kappa m_i (m_i - m_j)(1 + \gamma_i m_i^2) > 0`, and f' grows like
+    :math:`|w|^3` or :math:`|w|^5` (growth condition of the paper). With both depths ``None``,
+    :math:`\kappa = 1, \gamma_i = 0` (a cubic f').
+    """
+    m1: float = -1.0
+    m2: float = 2.0
+    depth1: Optional[float] = None
+    depth2: Optional[float] = None
+    kappa: float = field(init=False)
+    gamma1: float = field(init=False)
+    gamma2: float = field(init=False)
+
+    def __post_init__(self):
+        m1, m2 = float(self.m1), float(self.m2)
+        if not m1 < 0:
+            raise ValueError(f"m1 must be in (-inf, 0), got {self.m1!r}")
+        if not m2 > 0:
+            raise ValueError(f"m2 must be in (0, inf), got {self.m2!r}")
+        base = np.poly([m1, 0.0, m2])
+        A = [abs(np.polyval(np.polyint(base), m)) for m in (m1, m2)]
+        cub = np.polymul(base, [1.0, 0.0, 0.0])
+        B = [abs(np.polyval(np.polyint(cub), m)) for m in (m1, m2)]
+        if self.depth1 is None and self.depth2 is None:
+            kappa, g = 1.0, (0.0, 0.0)
+        else:
+            H = [self.depth1 if self.depth1 is not None else A[0],
+                 self.depth2 if self.depth2 is not None else A[1]]
+            H = [_check_pos(h, f"depth{i + 1}") for i, h in enumerate(H)]
+            kappa = min(H[0] / A[0], H[1] / A[1])
+            g = tuple(max(0.0, (H[i] / kappa - A[i]) / B[i]) for i in range(2))
+        object.__setattr__(self, "m1", m1)
+        object.__setattr__(self, "m2", m2)
+        object.__setattr__(self, "kappa", float(kappa))
+        object.__setattr__(self, "gamma1", float(g[0]))
+        object.__setattr__(self, "gamma2", float(g[1]))
+
+    @property
+    def minima(self):
+        return (self.m1, self.m2)
+
+    @property
+    def maxima(self):
+        return (0.0,)
+
+    def _pieces(self, order):
+        """Coefficients (highest first) of f', f'' or f for the two pieces."""
+        base = np.poly([self.m1, 0.0, self.m2]) * self.kappa
+        out = []
+        for g in (self.gamma1, self.gamma2):
+            p = np.polymul(base, [g, 0.0, 1.0])
+            if order == 2:
+                p = np.polyder(p)
+            elif order == 0:
+                p = np.polyint(p)
+            out.append(tuple(float(c) for c in p))
+        return out
+
+    def _eval(self, w, order):
+        w = _as_w(w)
+        left, right = self._pieces(order)
+        return torch.where(w < 0, _horner(left, w), _horner(right, w))
+
+    def grad(self, w):
+        """:math:`f'(w)`, elementwise."""
+        return self._eval(w, 1)
+
+    def hess(self, w):
+        """:math:`f''(w)`, elementwise (one-sided at 0, where both sides agree)."""
+        return self._eval(w, 2)
+
+    def value(self, w):
+        """:math:`f(w)` with :math:`f(0) = 0`; the depths are :math:`-f(m_i)`."""
+        return self._eval(w, 0)
+
+    @property
+    def depths(self) -> Tuple[float, float]:
+        v = self.value(torch.tensor(self.minima, dtype=torch.float64))
+        return (float(-v[0]), float(-v[1]))
+
+
+# =============================================================================================
+# simulation
+# =============================================================================================
+@dataclass(frozen=True)
+class LevyRun:
+    """Result of :func:`simulate`.
+
+    Attributes
+    ----------
+    exit_times : Tensor [n_paths]
+        first time (in time units, ``(k + 1) * dt``) a path left ``exit_interval``; ``inf`` if
+        it did not within ``steps * dt`` (or exploded inside the interval).
+    exited : bool Tensor [n_paths]
+    occupancy : Tensor [r] or None
+        fraction of path-time (states after steps 1..steps, alive paths) per basin.
+    exploded : bool Tensor [n_paths]
+        paths that became non-finite or left ``[-max_abs, max_abs]``; frozen afterwards.
+    n_exploded : int
+    snapshots : dict step -> Tensor [n_paths] or None (exploded paths: NaN)
+    steps, dt : the run's settings.
+    """
+    exit_times: torch.Tensor
+    exited: torch.Tensor
+    occupancy: Optional[torch.Tensor]
+    exploded: torch.Tensor
+    n_exploded: int
+    snapshots: Optional[Dict[int, torch.Tensor]]
+    steps: int
+    dt: float
+
+    def exit_rate(self) -> float:
+        """Maximum-likelihood rate of an exponential exit time under right censoring at
+        ``steps * dt``: exits / total time at risk (paths that exploded are censored at the
+        end of the run, a negligible bias when explosions are rare)."""
+        T = self.steps * self.dt
+        t = torch.where(self.exited, self.exit_times, torch.full_like(self.exit_times, T))
+        return float(self.exited.sum()) / float(t.sum())
+
+
+def _drift(potential, x, dt, stabilize):
+    """:math:`x - dt f'(x)`; with ``stabilize`` the (rare) paths with :math:`dt|f''(x)| > 1`
+    — far out after a large jump, where explicit Euler would overshoot and explode — follow
+    the drift ODE over ``dt`` with substeps :math:`h \\le 0.5/|f''|` instead."""
+    y = x - dt * potential.grad(x)
+    if not stabilize:
+        return y
+    big = (potential.hess(x).abs() * dt) > 1.0
+    if bool(big.any()):
+        idx = big.nonzero().squeeze(1)
+        z = x[idx]
+        rem = torch.full_like(z, dt)
+        for _ in range(100000):
+            h = torch.minimum(rem, 0.5 / potential.hess(z).abs().clamp_min(1e-300))
+            z = z - h * potential.grad(z)
+            rem = rem - h
+            if not bool((rem > 0).any()):
+                break
+        y[idx] = z
+    return y
+
+
+def simulate(potential, alpha, eps, dt, steps, n_paths, w0, beta=0.0, record="exit",
+             snapshots=None, exit_interval=None, generator=None, device=None, dtype=None,
+             progress=True, max_abs=1e6, stabilize=True, chunk_elems=1 << 21):
+    r"""Batched Euler–Maruyama for :math:`dw = -f'(w)dt + \varepsilon dL^\alpha_t` (paper
+    Eq. 10, discretised as Eq. 8): :math:`w_{k+1} = w_k - dt f'(w_k) + \varepsilon
+    dt^{1/\alpha} S_k`, :math:`S_k \sim S_\alpha(\beta, 1)` (S1; α = 2: variance 2).
+
+    Only O(n_paths) state is kept: no trajectories. Noise is drawn for blocks of steps
+    (``chunk_elems`` variates at a time); the only Python loop is over steps.
+
+    Parameters
+    ----------
+    potential : a 1-D potential (``grad``, ``hess``, ``minima``, ``maxima``, ``basin_index``)
+    alpha : float in (0, 2]; eps : float >= 0 (noise scale ε); dt : float > 0 (time step)
+    steps : int >= 1; n_paths : int >= 1
+    w0 : float or Tensor [n_paths], start points
+    beta : float in [-1, 1]
+    record : {"exit", "occupancy", "both"}
+        "exit": first exit times from ``exit_interval`` (exited paths stop being simulated);
+        "occupancy": fraction of path-time in each basin; "both": both, all paths run to the end.
+    snapshots : sequence of step indices in [0, steps], optional — states after that many steps.
+    exit_interval : (a, b), optional; default the basin :math:`(s_{i-1}, s_i)` holding the
+        first path's ``w0``. A path exits at the first step with :math:`w \le a` or
+        :math:`w \ge b`.
+    generator : torch.Generator or int seed; device, dtype : see the conventions (dtype None
+        follows ``w0`` if it is a floating tensor, else torch's default).
+    progress : bool, show a tqdm bar (hidden in non-interactive logs).
+    max_abs : float, a path with :math:`|w| >` max_abs or non-finite w is marked exploded and
+        frozen at its last finite value; it leaves the statistics from then on.
+    stabilize : bool, substep the drift for paths where :math:`dt|f''(w)| > 1` (see
+        :func:`_drift`); ``False`` gives plain Euler–Maruyama.
+
+    Returns
+    -------
+    :class:`LevyRun`
+    """
+    a = _check_alpha(alpha)
+    b = _check_beta(beta)
+    eps = _check_pos(eps, "eps", strict=False)
+    dt = _check_pos(dt, "dt")
+    steps = _check_int(steps, "steps")
+    n_paths = _check_int(n_paths, "n_paths")
+    max_abs = _check_pos(max_abs, "max_abs")
+    if record not in ("exit", "occupancy", "both"):
+        raise ValueError(f"record must be one of 'exit', 'occupancy', 'both', got {record!r}")
+    want_exit = record in ("exit", "both")
+    want_occ = record in ("occupancy", "both")
+    snap_steps = sorted({int(s) for s in snapshots}) if snapshots is not None else []
+    for s in snap_steps:
+        if not 0 <= s <= steps:
+            raise ValueError(f"snapshots must lie in [0, steps={steps}], got {s}")
+    dev = resolve_device(device, w0)
+    dtp = resolve_dtype(dtype, w0)
+    gen = _generator_for(generator, dev)
+
+    w = torch.as_tensor(w0, dtype=dtp, device=dev).clone()
+    if w.ndim == 0:
+        w = w.expand(n_paths).clone()
+    if w.shape != (n_paths,):
+        raise ValueError(f"w0 must be a scalar or have shape ({n_paths},), got {tuple(w.shape)}")
+    if exit_interval is None:
+        i0 = int(potential.basin_index(w[:1].double().cpu())[0])
+        s = (-math.inf,) + tuple(potential.maxima) + (math.inf,)
+        exit_interval = (s[i0], s[i0 + 1])
+    lo, hi = float(exit_interval[0]), float(exit_interval[1])
+    if not lo < hi:
+        raise ValueError(f"exit_interval must be (a, b) with a < b, got {exit_interval!r}")
+
+    r = potential.n_basins
+    maxima_t = torch.as_tensor(potential.maxima, dtype=dtp, device=dev)
+    exit_times = torch.full((n_paths,), math.inf, dtype=dtp, device=dev)
+    exited = torch.zeros(n_paths, dtype=torch.bool, device=dev)
+    exploded = torch.zeros(n_paths, dtype=torch.bool, device=dev)
+    above = torch.zeros(r + 1, dtype=torch.int64, device=dev)   # above[r] stays 0
+    snaps: Dict[int, torch.Tensor] = {}
+    if 0 in snap_steps:
+        snaps[0] = w.clone()
+    compact = record == "exit" and not snap_steps
+    noise_scale = eps * dt ** (1.0 / a)
+
+    from tqdm.auto import tqdm
+    bar = tqdm(total=steps, disable=None if progress else True, desc="levy.simulate",
+               leave=False)
+    k = 0
+    try:
+        while k < steps:
+            act = (~exited & ~exploded).nonzero().squeeze(1) if compact else None
+            n_act = n_paths if act is None else int(act.numel())
+            if n_act == 0:
+                break
+            K = max(1, min(steps - k, chunk_elems // n_act))
+            if snap_steps:   # stop blocks at snapshot steps
+                nxt = [s for s in snap_steps if s > k]
+                if nxt:
+                    K = min(K, nxt[0] - k)
+            if eps > 0:
+                noise = _stable.sample(a, b, scale=noise_scale, size=(K, n_act), param="S1",
+                                       generator=gen, device=dev, dtype=dtp)
+            x = w if act is None else w[act]
+            ex = exited if act is None else exited[act]
+            boom = exploded if act is None else exploded[act]
+            et = exit_times if act is None else exit_times[act]
+            for j in range(K):
+                y = _drift(potential, x, dt, stabilize)
+                if eps > 0:
+                    y = y + noise[j]
+                bad = ~torch.isfinite(y) | (y.abs() > max_abs)
+                if want_exit:
+                    out = ((y <= lo) | (y >= hi)) & ~ex & ~boom
+                    et = torch.where(out, torch.full_like(et, (k + j + 1) * dt), et)
+                    ex = ex | out
+                boom = boom | bad
+                x = torch.where(boom, x, y)
+                if want_occ:
+                    # above[j] = alive paths right of s_j; basin counts are differences
+                    live = ~boom
+                    above[0] += live.sum()
+                    for jj in range(r - 1):
+                        above[jj + 1] += (live & (x > maxima_t[jj])).sum()
+            if act is None:
+                w, exited, exploded, exit_times = x, ex, boom, et
+            else:
+                w[act], exited[act], exploded[act], exit_times[act] = x, ex, boom, et
+            k += K
+            if k in snap_steps:
+                snaps[k] = torch.where(exploded, torch.full_like(w, math.nan), w)
+            bar.update(K)
+    finally:
+        bar.close()
+
+    occ = None
+    if want_occ:
+        counts = (above[:r] - above[1:]).double()
+        tot = float(above[0])
+        occ = (counts / tot).to(dtp) if tot > 0 else torch.full((r,), math.nan, dtype=dtp)
+    return LevyRun(exit_times=exit_times, exited=exited, occupancy=occ, exploded=exploded,
+                   n_exploded=int(exploded.sum()), snapshots=snaps if snap_steps else None,
+                   steps=steps, dt=dt)
+
+
+# =============================================================================================
+# theory: Theorems 1-2 (Pavlyukevich 2007) and Eyring-Kramers
+# =============================================================================================
+def levy_measure_constant(alpha) -> float:
+    r""":math:`c_\alpha = \Gamma(1+\alpha)\sin(\pi\alpha/2)/\pi`: the Lévy measure of SαS(1)
+    (:math:`E e^{i\omega X} = e^{-|\omega|^\alpha}`) is :math:`c_\alpha|y|^{-1-\alpha}dy`, so
+    :math:`P(X > x) \sim c_\alpha x^{-\alpha}/\alpha`. 0 at α = 2 (no jumps)."""
+    a = _check_alpha(alpha)
+    return 0.0 if a == 2.0 else math.gamma(1 + a) * math.sin(math.pi * a / 2) / math.pi
+
+
+def _check_critical(minima, maxima):
+    mins = [float(m) for m in minima]
+    maxs = [float(s) for s in maxima]
+    if len(mins) < 2 or len(maxs) != len(mins) - 1:
+        raise ValueError(f"need r >= 2 minima and r - 1 maxima, got minima={mins!r}, "
+                         f"maxima={maxs!r}")
+    pts = [mins[0]]
+    for s, m in zip(maxs, mins[1:]):
+        pts += [s, m]
+    if any(b <= a for a, b in zip(pts, pts[1:])):
+        raise ValueError(f"minima and maxima must interleave m1 < s1 < m2 < ..., got "
+                         f"minima={mins!r}, maxima={maxs!r}")
+    return mins, maxs
+
+
+def transition_rates(minima, maxima, alpha, eps=None, dtype=torch.float64):
+    r"""Generator Q of the limiting Markov chain on the minima (paper Theorem 2, Eq. 13–14):
+
+    .. math::  q_{ij} = \frac1\alpha\Big|\frac1{|s_{j-1}-m_i|^\alpha}
+               - \frac1{|s_j-m_i|^\alpha}\Big|,\ j \ne i,\qquad q_{ii} = -\sum_{j\ne i} q_{ij},
+
+    with :math:`s_0 = -\infty`, :math:`s_r = +\infty` (:math:`1/\infty^\alpha = 0`): the
+    Lévy-measure mass of the jumps from :math:`m_i` that land in :math:`S_j`.
+
+    Parameters
+    ----------
+    minima, maxima : interleaved sequences (r and r - 1 entries)
+    alpha : float in (0, 2)
+    eps : float, optional. ``None``: Q exactly as printed (time in units of
+        :math:`\varepsilon^{-\alpha}`, without :math:`c_\alpha`). A number: the rates of
+        :func:`simulate`'s process in its own time units, :math:`\varepsilon^\alpha c_\alpha Q`.
+
+    Returns
+    -------
+    Tensor [r, r] (float64)
+    """
+    a = _check_alpha(alpha)
+    if a == 2.0:
+        raise ValueError("alpha must be in (0, 2) for jump rates, got 2.0")
+    mins, maxs = _check_critical(minima, maxima)
+    r = len(mins)
+    s = [-math.inf] + maxs + [math.inf]
+
+    def inv(x):
+        return 0.0 if math.isinf(x) else abs(x) ** (-a)
+
+    Q = torch.zeros(r, r, dtype=dtype)
+    for i, m in enumerate(mins):
+        for j in range(r):
+            if j != i:
+                Q[i, j] = abs(inv(s[j] - m) - inv(s[j + 1] - m)) / a
+        Q[i, i] = -Q[i].sum()
+    if eps is not None:
+        e = _check_pos(eps, "eps")
+        Q = Q * (e ** a * levy_measure_constant(a))
+    return Q
+
+
+def stationary_distribution(Q):
+    r"""π with :math:`Q^T\pi = 0`, :math:`\sum_i\pi_i = 1` (paper Theorem 2). For two wells
+    :math:`m_1 < 0 = s_1 < m_2`: :math:`\pi_2/\pi_1 = (m_2/|m_1|)^\alpha`.
+
+    Returns a float64 Tensor [r]."""
+    Q = torch.as_tensor(Q, dtype=torch.float64)
+    if Q.ndim != 2 or Q.shape[0] != Q.shape[1]:
+        raise ValueError(f"Q must be a square matrix, got shape {tuple(Q.shape)}")
+    r = Q.shape[0]
+    A = torch.cat([Q.T, torch.ones(1, r, dtype=Q.dtype)], dim=0)
+    rhs = torch.zeros(r + 1, 1, dtype=Q.dtype)
+    rhs[-1] = 1.0
+    pi = torch.linalg.lstsq(A, rhs).solution.squeeze(1)
+    return pi
+
+
+def mean_exit_time(minima, maxima, alpha, eps, basin=0):
+    r"""Small-noise mean time to leave basin ``basin`` (0-based) of Eq. 10 (paper Theorem 1):
+    :math:`E T_i \approx 1/(\varepsilon^\alpha c_\alpha q_i)`, in :func:`simulate`'s time units.
+    """
+    Q = transition_rates(minima, maxima, alpha, eps=eps)
+    r = Q.shape[0]
+    if isinstance(basin, bool) or not isinstance(basin, (int, np.integer)) or not 0 <= basin < r:
+        raise ValueError(f"basin must be an integer in [0, {r - 1}], got {basin!r}")
+    return float(-1.0 / Q[basin, basin])
+
+
+def kramers_exit_time(barrier_height, curvature_min, curvature_max, eps):
+    r"""Eyring–Kramers mean transition time for the Brownian case α = 2 of :func:`simulate`:
+
+    .. math::  E T \approx \frac{2\pi}{\sqrt{f''(m)\,|f''(s)|}}\,e^{H/\varepsilon^2}.
+
+    Convention: :math:`dw = -f'dt + \varepsilon dL^2_t = -f'dt + \sqrt2\varepsilon dB_t`
+    (generator :math:`\varepsilon^2\partial^2`), hence :math:`H/\varepsilon^2`; the paper's
+    :math:`e^{2H/\varepsilon^2}` is the same formula for :math:`dw = -f'dt + \varepsilon dB`.
+    The first time the path reaches the saddle is about half of this (a path at the saddle
+    commits to either side with probability 1/2).
+
+    Parameters
+    ----------
+    barrier_height : H = f(s) - f(m) > 0
+    curvature_min : f''(m) > 0
+    curvature_max : f''(s) (sign ignored, nonzero)
+    eps : noise scale ε > 0
+    """
+    H = _check_pos(barrier_height, "barrier_height")
+    k1 = _check_pos(curvature_min, "curvature_min")
+    k2 = _check_pos(abs(float(curvature_max)), "curvature_max")
+    e = _check_pos(eps, "eps")
+    return 2 * math.pi / math.sqrt(k1 * k2) * math.exp(H / e ** 2)
