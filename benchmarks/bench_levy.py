@@ -12,7 +12,6 @@ Times are medians of repeats; the last line gives ratios (gnilab rate / peer rat
 from __future__ import annotations
 
 import argparse
-import math
 import resource
 import statistics
 import sys

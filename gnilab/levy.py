@@ -206,21 +206,11 @@ class MultiWell(_Potential1D):
     _d1: Tuple[float, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        mins = tuple(float(m) for m in self.minima)
-        maxs = tuple(float(s) for s in self.maxima)
-        if len(mins) < 1 or len(maxs) != len(mins) - 1:
-            raise ValueError(f"maxima must have len(minima) - 1 = {len(mins) - 1} entries, "
-                             f"got minima={mins!r}, maxima={maxs!r}")
-        pts = [mins[0]]
-        for s, m in zip(maxs, mins[1:]):
-            pts += [s, m]
-        if any(b <= a for a, b in zip(pts, pts[1:])):
-            raise ValueError(f"minima and maxima must interleave m1 < s1 < m2 < ..., got "
-                             f"minima={mins!r}, maxima={maxs!r}")
+        mins, maxs = _check_critical(self.minima, self.maxima, min_minima=1)
         _check_pos(self.kappa, "kappa")
-        object.__setattr__(self, "minima", mins)
-        object.__setattr__(self, "maxima", maxs)
-        d1 = np.poly(np.array(pts)) * float(self.kappa)
+        object.__setattr__(self, "minima", tuple(mins))
+        object.__setattr__(self, "maxima", tuple(maxs))
+        d1 = np.poly(np.array(sorted(mins + maxs))) * float(self.kappa)  # f' vanishes at all of them
         object.__setattr__(self, "_d1", tuple(float(c) for c in d1))
 
     def grad(self, w):
@@ -549,11 +539,12 @@ def levy_measure_constant(alpha) -> float:
     return 0.0 if a == 2.0 else math.gamma(1 + a) * math.sin(math.pi * a / 2) / math.pi
 
 
-def _check_critical(minima, maxima):
+def _check_critical(minima, maxima, min_minima=2):
+    """r >= ``min_minima`` minima and r - 1 maxima interleaved m1 < s1 < m2 < ... (as floats)."""
     mins = [float(m) for m in minima]
     maxs = [float(s) for s in maxima]
-    if len(mins) < 2 or len(maxs) != len(mins) - 1:
-        raise ValueError(f"need r >= 2 minima and r - 1 maxima, got minima={mins!r}, "
+    if len(mins) < min_minima or len(maxs) != len(mins) - 1:
+        raise ValueError(f"need r >= {min_minima} minima and r - 1 maxima, got minima={mins!r}, "
                          f"maxima={maxs!r}")
     pts = [mins[0]]
     for s, m in zip(maxs, mins[1:]):
