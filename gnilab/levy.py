@@ -154,8 +154,10 @@ def levy_motion(alpha, T, steps, n_paths=1, beta=0.0, dim=1, generator=None, dev
 # =============================================================================================
 def _horner(coefs: Sequence[float], w: torch.Tensor) -> torch.Tensor:
     """Polynomial with coefficients highest degree first, evaluated at ``w``."""
-    out = torch.full_like(w, coefs[0])
-    for c in coefs[1:]:
+    if len(coefs) == 1:
+        return torch.full_like(w, coefs[0])
+    out = w * coefs[0] + coefs[1]
+    for c in coefs[2:]:
         out = out * w + c
     return out
 
@@ -203,7 +205,9 @@ class MultiWell(_Potential1D):
     minima: Tuple[float, ...] = (-1.0, 1.0)
     maxima: Tuple[float, ...] = (0.0,)
     kappa: float = 1.0
+    _d0: Tuple[float, ...] = field(init=False, repr=False, compare=False)
     _d1: Tuple[float, ...] = field(init=False, repr=False, compare=False)
+    _d2: Tuple[float, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         mins, maxs = _check_critical(self.minima, self.maxima, min_minima=1)
@@ -211,7 +215,8 @@ class MultiWell(_Potential1D):
         object.__setattr__(self, "minima", tuple(mins))
         object.__setattr__(self, "maxima", tuple(maxs))
         d1 = np.poly(np.array(sorted(mins + maxs))) * float(self.kappa)  # f' vanishes at all of them
-        object.__setattr__(self, "_d1", tuple(float(c) for c in d1))
+        for name, c in (("_d0", np.polyint(d1)), ("_d1", d1), ("_d2", np.polyder(d1))):
+            object.__setattr__(self, name, tuple(float(x) for x in c))
 
     def grad(self, w):
         """:math:`f'(w)`, elementwise."""
@@ -219,11 +224,11 @@ class MultiWell(_Potential1D):
 
     def hess(self, w):
         """:math:`f''(w)`, elementwise."""
-        return _horner(tuple(np.polyder(np.array(self._d1))), _as_w(w))
+        return _horner(self._d2, _as_w(w))
 
     def value(self, w):
         """:math:`f(w)` with :math:`f(0) = 0`."""
-        return _horner(tuple(np.polyint(np.array(self._d1))), _as_w(w))
+        return _horner(self._d0, _as_w(w))
 
 
 @dataclass(frozen=True)
@@ -258,6 +263,7 @@ class DoubleWell(_Potential1D):
     kappa: float = field(init=False)
     gamma1: float = field(init=False)
     gamma2: float = field(init=False)
+    _coefs: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         m1, m2 = float(self.m1), float(self.m2)
@@ -282,6 +288,14 @@ class DoubleWell(_Potential1D):
         object.__setattr__(self, "kappa", float(kappa))
         object.__setattr__(self, "gamma1", float(g[0]))
         object.__setattr__(self, "gamma2", float(g[1]))
+        coefs = {0: [], 1: [], 2: []}
+        for gi in g:
+            d1 = np.polymul(base * kappa, [gi, 0.0, 1.0])
+            for order, c in ((0, np.polyint(d1)), (1, d1), (2, np.polyder(d1))):
+                coefs[order].append(tuple(float(x) for x in c))
+        coefs = {k: tuple(v) for k, v in coefs.items()}
+        coefs["cubic"] = tuple(float(x) for x in base * kappa)
+        object.__setattr__(self, "_coefs", coefs)
 
     @property
     def minima(self):
@@ -292,26 +306,26 @@ class DoubleWell(_Potential1D):
         return (0.0,)
 
     def _pieces(self, order):
-        """Coefficients (highest first) of f', f'' or f for the two pieces."""
-        base = np.poly([self.m1, 0.0, self.m2]) * self.kappa
-        out = []
-        for g in (self.gamma1, self.gamma2):
-            p = np.polymul(base, [g, 0.0, 1.0])
-            if order == 2:
-                p = np.polyder(p)
-            elif order == 0:
-                p = np.polyint(p)
-            out.append(tuple(float(c) for c in p))
-        return out
+        """Coefficients (highest first) of f (order 0), f' (1) or f'' (2) on the two sides."""
+        return self._coefs[order]
 
     def _eval(self, w, order):
         w = _as_w(w)
-        left, right = self._pieces(order)
+        left, right = self._coefs[order]
+        if left == right:   # equal depth-to-width shape on both sides: one polynomial
+            return _horner(left, w)
         return torch.where(w < 0, _horner(left, w), _horner(right, w))
 
     def grad(self, w):
-        """:math:`f'(w)`, elementwise."""
-        return self._eval(w, 1)
+        """:math:`f'(w)`, elementwise, as the cubic times :math:`1 + \\gamma_i w^2` (fewer
+        tensor operations than two quintics: this runs once per simulation step)."""
+        w = _as_w(w)
+        cubic = _horner(self._coefs["cubic"], w)
+        g1, g2 = self.gamma1, self.gamma2
+        if g1 == g2 == 0.0:
+            return cubic
+        gamma = g1 if g1 == g2 else torch.where(w < 0, g1, g2)
+        return cubic * (w * w * gamma + 1.0)
 
     def hess(self, w):
         """:math:`f''(w)`, elementwise (one-sided at 0, where both sides agree)."""
@@ -342,6 +356,8 @@ class LevyRun:
     exited : bool Tensor [n_paths]
     occupancy : Tensor [r] or None
         fraction of path-time (states after steps 1..steps, alive paths) per basin.
+    basin_steps : int64 Tensor [n_paths, r] or None
+        the same per path: number of steps path n ended in basin i while alive.
     exploded : bool Tensor [n_paths]
         paths that became non-finite or left ``[-max_abs, max_abs]``; frozen afterwards.
     n_exploded : int
@@ -351,6 +367,7 @@ class LevyRun:
     exit_times: torch.Tensor
     exited: torch.Tensor
     occupancy: Optional[torch.Tensor]
+    basin_steps: Optional[torch.Tensor]
     exploded: torch.Tensor
     n_exploded: int
     snapshots: Optional[Dict[int, torch.Tensor]]
@@ -365,18 +382,61 @@ class LevyRun:
         t = torch.where(self.exited, self.exit_times, torch.full_like(self.exit_times, T))
         return float(self.exited.sum()) / float(t.sum())
 
+    def occupancy_ratio(self, i: int, j: int) -> Tuple[float, float]:
+        r"""Time in basin ``i`` over time in basin ``j`` (0-based), :math:`R = \sum_n a_n /
+        \sum_n b_n` over paths n, with its delta-method standard error
+        :math:`\mathrm{sd}(a_n - R b_n) / (\sqrt N\, \bar b)` (paths are independent).
+        Needs ``record="occupancy"`` or ``"both"``."""
+        if self.basin_steps is None:
+            raise ValueError("occupancy_ratio needs a run with record='occupancy' or 'both'")
+        r = self.basin_steps.shape[1]
+        for name, v in (("i", i), ("j", j)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < r:
+                raise ValueError(f"{name} must be an integer in [0, {r - 1}], got {v!r}")
+        a = self.basin_steps[:, i].double()
+        b = self.basin_steps[:, j].double()
+        ratio = float(a.sum() / b.sum())
+        se = float((a - ratio * b).std() / (math.sqrt(a.numel()) * b.mean()))
+        return ratio, se
 
-def _drift(potential, x, dt, stabilize):
-    """:math:`x - dt f'(x)`; with ``stabilize`` the (rare) paths with :math:`dt|f''(x)| > 1`
-    — far out after a large jump, where explicit Euler would overshoot and explode — follow
-    the drift ODE over ``dt`` with substeps :math:`h \\le 0.5/|f''|` instead."""
+
+def _stiff_bounds(potential, dt, limit):
+    r"""Bounds ``(lo, hi)`` with :math:`dt|f''(w)| \le 1` on ``[lo, hi]``: the stiff points
+    nearest the critical points on either side, on a grid (4001 points, widened up to
+    ``limit``), pulled in by one grid step; ``(-inf, inf)`` if nothing in
+    ``[-limit, limit]`` is stiff, ``(0, 0)`` if the stiff set meets the critical points'
+    interval (then every step checks every path)."""
+    crit = [float(v) for v in tuple(potential.minima) + tuple(potential.maxima)]
+    c_lo, c_hi = min(crit), max(crit)
+    X = 2.0 * max([abs(c_lo), abs(c_hi), 1.0])
+    while True:
+        grid = torch.linspace(-X, X, 4001, dtype=torch.float64)
+        stiff = potential.hess(grid).abs() * dt > 1.0
+        inner = stiff & (grid >= c_lo) & (grid <= c_hi)
+        if bool(inner.any()):
+            return 0.0, 0.0
+        left, right = grid[stiff & (grid < c_lo)], grid[stiff & (grid > c_hi)]
+        pad = 2.0 * X / 4000
+        if (left.numel() and right.numel()) or X >= limit:
+            lo = float(left.max()) + pad if left.numel() else -math.inf
+            hi = float(right.min()) - pad if right.numel() else math.inf
+            return lo, hi
+        X = min(2.0 * X, limit)
+
+
+def _drift(potential, x, dt, bounds, span):
+    r""":math:`x - dt f'(x)`. Paths outside ``bounds`` with :math:`dt|f''(x)| > 1` — far out
+    after a large jump, where explicit Euler would overshoot and explode — follow the drift
+    ODE over ``dt`` with substeps :math:`h \le 0.5/|f''|` instead (``bounds=(-inf, inf)``:
+    plain Euler). ``span`` is :math:`(\min x, \max x)`, known from the previous step."""
     y = x - dt * potential.grad(x)
-    if not stabilize:
+    lo, hi = bounds
+    if lo <= span[0] and span[1] <= hi:
         return y
-    big = (potential.hess(x).abs() * dt) > 1.0
-    if bool(big.any()):
-        idx = big.nonzero().squeeze(1)
-        z = x[idx]
+    far = ((x < lo) | (x > hi)).nonzero().squeeze(1)
+    far = far[potential.hess(x[far]).abs() * dt > 1.0]
+    if far.numel():
+        z = x[far]
         rem = torch.full_like(z, dt)
         for _ in range(100000):
             h = torch.minimum(rem, 0.5 / potential.hess(z).abs().clamp_min(1e-300))
@@ -384,8 +444,67 @@ def _drift(potential, x, dt, stabilize):
             rem = rem - h
             if not bool((rem > 0).any()):
                 break
-        y[idx] = z
+        y[far] = z
     return y
+
+
+def _span(x):
+    """``(min x, max x)`` as floats with one synchronisation (NaN if any entry is NaN)."""
+    if not x.numel():
+        return (0.0, 0.0)
+    lo, hi = torch.stack(torch.aminmax(x)).tolist()
+    return lo, hi
+
+
+def _run_block(potential, x, boom, et, n_steps, noise, k0, dt, bounds, max_abs, interval,
+               maxima, counts):
+    """Advance ``x`` by ``n_steps`` Euler steps (``noise[j]``: the noise of step j, ``None`` for
+    ε = 0) after step ``k0`` and update, in the common case of no exploded path, with about a dozen
+    tensor operations per step:
+
+    * ``boom`` — paths that left ``[-max_abs, max_abs]`` or became non-finite, frozen;
+    * ``et`` — first time at or beyond an end of ``interval`` (kept by ``clamp(max=t)``);
+    * ``counts[0]`` += 1 for alive paths, ``counts[i + 1]`` += 1 for alive paths right of
+      ``maxima[i]`` (per path, int32 [r, n]).
+    """
+    any_boom = bool(boom.any())
+    n_clean = 0            # steps with every path alive: counts[0] is added once at the end
+    span = _span(x)
+    lo, hi = interval if interval is not None else (None, None)
+    for j in range(n_steps):
+        y = _drift(potential, x, dt, bounds, span)
+        if noise is not None:
+            y += noise[j]
+        span = _span(y)
+        if not (-max_abs <= span[0] and span[1] <= max_abs):   # exploded (NaN fails too)
+            boom |= ~(y.abs() <= max_abs)
+            any_boom = True
+        if any_boom:
+            y = torch.where(boom, x, y)
+            span = _span(y)
+        x = y
+        if interval is not None:
+            if lo == -math.inf:
+                hit = x >= hi
+            elif hi == math.inf:
+                hit = x <= lo
+            else:
+                hit = (x <= lo) | (x >= hi)
+            if any_boom:
+                hit &= ~boom
+            et = torch.where(hit, et.clamp(max=(k0 + j + 1) * dt), et)
+        if maxima is not None:
+            right = x.unsqueeze(0) > maxima.unsqueeze(1)
+            if any_boom:
+                live = ~boom
+                counts[0] += live
+                counts[1:] += right & live
+            else:
+                counts[1:] += right
+                n_clean += 1
+    if n_clean:
+        counts[0] += n_clean
+    return x, boom, et
 
 
 def simulate(potential, alpha, eps, dt, steps, n_paths, w0, beta=0.0, record="exit",
@@ -461,12 +580,13 @@ def simulate(potential, alpha, eps, dt, steps, n_paths, w0, beta=0.0, record="ex
     exit_times = torch.full((n_paths,), math.inf, dtype=dtp, device=dev)
     exited = torch.zeros(n_paths, dtype=torch.bool, device=dev)
     exploded = torch.zeros(n_paths, dtype=torch.bool, device=dev)
-    above = torch.zeros(r + 1, dtype=torch.int64, device=dev)   # above[r] stays 0
+    counts = torch.zeros(r, n_paths if want_occ else 0, dtype=torch.int32, device=dev)
     snaps: Dict[int, torch.Tensor] = {}
     if 0 in snap_steps:
         snaps[0] = w.clone()
     compact = record == "exit" and not snap_steps
     noise_scale = eps * dt ** (1.0 / a)
+    bounds = _stiff_bounds(potential, dt, max_abs) if stabilize else (-math.inf, math.inf)
 
     from tqdm.auto import tqdm
     bar = tqdm(total=steps, disable=None if progress else True, desc="levy.simulate",
@@ -487,30 +607,16 @@ def simulate(potential, alpha, eps, dt, steps, n_paths, w0, beta=0.0, record="ex
                 noise = _stable.sample(a, b, scale=noise_scale, size=(K, n_act), param="S1",
                                        generator=gen, device=dev, dtype=dtp)
             x = w if act is None else w[act]
-            ex = exited if act is None else exited[act]
             boom = exploded if act is None else exploded[act]
             et = exit_times if act is None else exit_times[act]
-            for j in range(K):
-                y = _drift(potential, x, dt, stabilize)
-                if eps > 0:
-                    y = y + noise[j]
-                bad = ~torch.isfinite(y) | (y.abs() > max_abs)
-                if want_exit:
-                    out = ((y <= lo) | (y >= hi)) & ~ex & ~boom
-                    et = torch.where(out, torch.full_like(et, (k + j + 1) * dt), et)
-                    ex = ex | out
-                boom = boom | bad
-                x = torch.where(boom, x, y)
-                if want_occ:
-                    # above[j] = alive paths right of s_j; basin counts are differences
-                    live = ~boom
-                    above[0] += live.sum()
-                    for jj in range(r - 1):
-                        above[jj + 1] += (live & (x > maxima_t[jj])).sum()
+            x, boom, et = _run_block(potential, x, boom, et, K, noise if eps > 0 else None, k, dt,
+                                     bounds, max_abs, (lo, hi) if want_exit else None,
+                                     maxima_t if want_occ else None, counts)
             if act is None:
-                w, exited, exploded, exit_times = x, ex, boom, et
+                w, exploded, exit_times = x, boom, et
             else:
-                w[act], exited[act], exploded[act], exit_times[act] = x, ex, boom, et
+                w[act], exploded[act], exit_times[act] = x, boom, et
+            exited = torch.isfinite(exit_times)
             k += K
             if k in snap_steps:
                 snaps[k] = torch.where(exploded, torch.full_like(w, math.nan), w)
@@ -518,12 +624,16 @@ def simulate(potential, alpha, eps, dt, steps, n_paths, w0, beta=0.0, record="ex
     finally:
         bar.close()
 
-    occ = None
+    occ = path_steps = None
     if want_occ:
-        counts = (above[:r] - above[1:]).double()
-        tot = float(above[0])
-        occ = (counts / tot).to(dtp) if tot > 0 else torch.full((r,), math.nan, dtype=dtp)
-    return LevyRun(exit_times=exit_times, exited=exited, occupancy=occ, exploded=exploded,
+        # path-steps per basin: alive - right of s_1, right of s_1 - right of s_2, ...
+        c = counts.to(torch.int64)
+        path_steps = (c - torch.cat([c[1:], torch.zeros_like(c[:1])])).T.contiguous()
+        tot = float(c[0].sum())
+        occ = (path_steps.sum(0).double() / tot).to(dtp) if tot > 0 else \
+            torch.full((r,), math.nan, dtype=dtp)
+    return LevyRun(exit_times=exit_times, exited=exited, occupancy=occ,
+                   basin_steps=path_steps, exploded=exploded,
                    n_exploded=int(exploded.sum()), snapshots=snaps if snap_steps else None,
                    steps=steps, dt=dt)
 

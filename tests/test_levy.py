@@ -211,6 +211,35 @@ def test_occupancy_ratio_wide_minimum():
     ratio = float(run.occupancy[1] / run.occupancy[0])
     assert abs(ratio / 2 ** a - 1) < 0.15, ratio
     assert run.exit_times.isinf().all()      # "occupancy" records no exits
+    # per-path counts add up to the pooled occupancy and to `steps` per path
+    assert torch.all(run.basin_steps.sum(1) == 3000)
+    assert torch.allclose(run.basin_steps.sum(0).double() / (3000 * n), run.occupancy)
+    r, se = run.occupancy_ratio(1, 0)
+    assert r == pytest.approx(ratio, rel=1e-12) and 0 < se < 0.1 * r
+
+
+def test_occupancy_ratio_standard_error_is_calibrated():
+    """Eight independent runs of 300 paths: the spread of their ratios matches the delta-method
+    standard error. The sample sd of 8 normal values over the true sd lies in [0.42, 1.57]
+    with probability 0.99 (chi-square, 7 d.o.f.); allow [0.35, 1.8]."""
+    a, eps, n = 1.5, 0.35, 300
+    pi = L.stationary_distribution(L.transition_rates(DW.minima, DW.maxima, a))
+    n1 = int(round(float(pi[0]) * n))
+    w0 = torch.cat([torch.full((n1,), -1.0), torch.full((n - n1,), 2.0)]).to(f64)
+    ratios, ses = [], []
+    for seed in range(8):
+        run = L.simulate(DW, a, eps, 0.02, 1500, n, w0, record="occupancy",
+                         generator=gen(100 + seed), progress=False)
+        r, se = run.occupancy_ratio(1, 0)
+        ratios.append(r)
+        ses.append(se)
+    spread = float(np.std(ratios, ddof=1)) / float(np.mean(ses))
+    assert 0.35 < spread < 1.8, (ratios, ses)
+    with pytest.raises(ValueError, match="i must"):
+        run.occupancy_ratio(2, 0)
+    exit_run = L.simulate(DW, a, eps, 0.02, 10, 5, -1.0, generator=gen(1), progress=False)
+    with pytest.raises(ValueError, match="record"):
+        exit_run.occupancy_ratio(1, 0)
 
 
 def test_brownian_vs_levy_depth_dependence():
@@ -255,6 +284,8 @@ def test_explosions_counted_not_nan():
                    snapshots=[200], generator=gen(14), progress=False, stabilize=False)
     assert r.n_exploded > 0 and r.n_exploded == int(r.exploded.sum())
     assert torch.isfinite(r.occupancy).all() and abs(float(r.occupancy.sum()) - 1) < 1e-6
+    assert torch.all(r.basin_steps.sum(1)[r.exploded] < 200)
+    assert torch.all(r.basin_steps.sum(1)[~r.exploded] == 200)
     assert torch.isnan(r.snapshots[200][r.exploded]).all()
     assert torch.isfinite(r.snapshots[200][~r.exploded]).all()
     assert not torch.isnan(r.exit_times).any()
