@@ -24,7 +24,11 @@ Constants (decided by simulation, see ``tests/test_levy.py``):
   is :math:`\frac{2\pi}{\sqrt{f''(m)|f''(s)|}}e^{H/\varepsilon^2}` — the paper's
   :math:`e^{2H/\varepsilon^2}` is for :math:`dw = -f'dt + \varepsilon dB`.
 
-Only one-dimensional potentials are simulated.
+Potentials are small objects with ``grad``, ``hess``, ``value``, ``minima``/``maxima``,
+``basin_index``, ``basin_interval``, ``n_basins`` and ``dim``: the 1-D :class:`DoubleWell`,
+:class:`MultiWell` and :class:`Quartic`, and :class:`Separable`, a sum of 1-D potentials over
+coordinates, for d dimensions with independent noise components. Any object with these
+members can be simulated (``hess`` gives the diagonal of the Hessian in d dimensions).
 """
 from __future__ import annotations
 
@@ -43,6 +47,7 @@ __all__ = [
     "DoubleWell",
     "MultiWell",
     "Quartic",
+    "Separable",
     "LevyRun",
     "simulate",
     "levy_measure_constant",
@@ -178,11 +183,19 @@ class _Potential1D:
         (a point exactly on a maximum goes to the basin on its left). Long tensor."""
         w = _as_w(w)
         s = torch.as_tensor(self.maxima, dtype=w.dtype, device=w.device)
-        return torch.bucketize(w, s)
+        return torch.bucketize(w.contiguous(), s)
 
     @property
     def n_basins(self) -> int:
         return len(self.minima)
+
+    dim = 1
+
+    def basin_interval(self, i: int) -> Tuple[float, float]:
+        """:math:`(s_{i-1}, s_i)` of basin ``i`` (0-based), with :math:`s_0 = -\\infty`,
+        :math:`s_r = +\\infty`."""
+        s = (-math.inf,) + tuple(self.maxima) + (math.inf,)
+        return s[i], s[i + 1]
 
 
 @dataclass(frozen=True)
@@ -341,6 +354,77 @@ class DoubleWell(_Potential1D):
         return (float(-v[0]), float(-v[1]))
 
 
+@dataclass(frozen=True)
+class Separable:
+    r"""A d-dimensional landscape :math:`f(w) = \sum_{k=1}^d f_k(w_k)` from 1-D potentials.
+
+    With the independent noise components of :func:`simulate` (the paper's Eq. 10 with
+    :math:`L^\alpha_t` of i.i.d. components) each coordinate moves on its own, so the
+    small-noise theory factorises: the rate of leaving a box-shaped basin is the sum of the
+    coordinates' rates (Theorem 1 per coordinate) and the stationary law is the product of
+    theirs (Theorem 2). Minima are the products of the parts' minima, basins are boxes, and
+    basins are numbered with the first coordinate varying slowest.
+
+    ``hess`` returns the diagonal of the Hessian (exact here: it is diagonal).
+    """
+    parts: Tuple
+
+    def __post_init__(self):
+        parts = tuple(self.parts)
+        if len(parts) < 1 or not all(isinstance(q, _Potential1D) for q in parts):
+            raise ValueError(f"parts must be a non-empty sequence of 1-D potentials "
+                             f"(DoubleWell, MultiWell, Quartic), got {self.parts!r}")
+        object.__setattr__(self, "parts", parts)
+
+    @property
+    def dim(self) -> int:
+        return len(self.parts)
+
+    @property
+    def n_basins(self) -> int:
+        return int(np.prod([q.n_basins for q in self.parts]))
+
+    @property
+    def minima(self) -> Tuple[Tuple[float, ...], ...]:
+        """All minima, in basin order."""
+        grids = np.meshgrid(*[np.array(q.minima) for q in self.parts], indexing="ij")
+        return tuple(tuple(float(g.flat[i]) for g in grids) for i in range(self.n_basins))
+
+    def _columns(self, w, method):
+        w = _as_w(w)
+        if w.shape[-1:] != (self.dim,):
+            raise ValueError(f"w must have last dimension {self.dim}, got shape {tuple(w.shape)}")
+        return torch.stack([getattr(q, method)(w[..., k]) for k, q in enumerate(self.parts)],
+                           dim=-1)
+
+    def grad(self, w):
+        """:math:`\\nabla f(w)`, shape of ``w`` (``[..., d]``)."""
+        return self._columns(w, "grad")
+
+    def hess(self, w):
+        """Diagonal of the Hessian, :math:`(f_k''(w_k))_k`, shape of ``w``."""
+        return self._columns(w, "hess")
+
+    def value(self, w):
+        """:math:`f(w)`, shape ``w.shape[:-1]``."""
+        return self._columns(w, "value").sum(-1)
+
+    def basin_index(self, w):
+        """Flat index of the box basin holding ``w`` (``[..., d]`` -> ``[...]``, long)."""
+        idx = self._columns(w, "basin_index")
+        out = idx[..., 0]
+        for k, q in enumerate(self.parts[1:], start=1):
+            out = out * q.n_basins + idx[..., k]
+        return out
+
+    def basin_interval(self, i: int):
+        """``(lo, hi)``: per-coordinate bounds (lists of d floats) of the box basin ``i``."""
+        sizes = [q.n_basins for q in self.parts]
+        digits = list(np.unravel_index(int(i), sizes))
+        box = [q.basin_interval(int(d)) for q, d in zip(self.parts, digits)]
+        return [b[0] for b in box], [b[1] for b in box]
+
+
 # =============================================================================================
 # simulation
 # =============================================================================================
@@ -400,10 +484,10 @@ class LevyRun:
         return ratio, se
 
 
-def _stiff_bounds(potential, dt, limit):
-    r"""Bounds ``(lo, hi)`` with :math:`dt|f''(w)| \le 1` on ``[lo, hi]``: the stiff points
-    nearest the critical points on either side, on a grid (4001 points, widened up to
-    ``limit``), pulled in by one grid step; ``(-inf, inf)`` if nothing in
+def _stiff_bounds_1d(potential, dt, limit):
+    r"""Bounds ``(lo, hi)`` with :math:`dt|f''(w)| \le 1` on ``[lo, hi]`` for a 1-D potential:
+    the stiff points nearest the critical points on either side, on a grid (4001 points,
+    widened up to ``limit``), pulled in by one grid step; ``(-inf, inf)`` if nothing in
     ``[-limit, limit]`` is stiff, ``(0, 0)`` if the stiff set meets the critical points'
     interval (then every step checks every path)."""
     crit = [float(v) for v in tuple(potential.minima) + tuple(potential.maxima)]
@@ -424,23 +508,50 @@ def _stiff_bounds(potential, dt, limit):
         X = min(2.0 * X, limit)
 
 
+def _stiff_bounds(potential, dt, limit):
+    """Per-coordinate bounds ``([lo_k], [hi_k])`` of the non-stiff box (see
+    :func:`_stiff_bounds_1d`); a d-dimensional potential other than :class:`Separable` gets
+    ``(0, 0)`` bounds, i.e. its f'' diagonal is checked at every step."""
+    parts = getattr(potential, "parts", None)
+    if parts is None:
+        parts = [potential] if getattr(potential, "dim", 1) == 1 else None
+    if parts is None:
+        return [0.0] * potential.dim, [0.0] * potential.dim
+    b = [_stiff_bounds_1d(q, dt, limit) for q in parts]
+    return [x[0] for x in b], [x[1] for x in b]
+
+
+def _col(v, like):
+    """Per-path ``v`` ([n]) broadcastable against per-path states ``like`` ([n] or [n, d])."""
+    return v if like.ndim == 1 else v.unsqueeze(-1)
+
+
+def _rows(mask):
+    """Per-coordinate mask ([n] or [n, d]) -> per-path mask [n] (any coordinate)."""
+    return mask if mask.ndim == 1 else mask.any(-1)
+
+
 def _drift(potential, x, dt, bounds, span):
-    r""":math:`x - dt f'(x)`. Paths outside ``bounds`` with :math:`dt|f''(x)| > 1` — far out
-    after a large jump, where explicit Euler would overshoot and explode — follow the drift
-    ODE over ``dt`` with substeps :math:`h \le 0.5/|f''|` instead (``bounds=(-inf, inf)``:
-    plain Euler). ``span`` is :math:`(\min x, \max x)`, known from the previous step."""
+    r""":math:`x - dt \nabla f(x)`. Paths outside the box ``bounds`` with
+    :math:`dt|f''| > 1` in some coordinate — far out after a large jump, where explicit Euler
+    would overshoot and explode — follow the drift ODE over ``dt`` with substeps
+    :math:`h \le 0.5/\max_k|\partial_k^2 f|` instead (``bounds`` infinite: plain Euler).
+    ``span`` is the per-coordinate :math:`(\min x, \max x)`, known from the previous step."""
     y = x - dt * potential.grad(x)
-    lo, hi = bounds
-    if lo <= span[0] and span[1] <= hi:
+    (lo, hi), (mins, maxs) = bounds, span
+    if all(a <= m for a, m in zip(lo, mins)) and all(m <= b for m, b in zip(maxs, hi)):
         return y
-    far = ((x < lo) | (x > hi)).nonzero().squeeze(1)
-    far = far[potential.hess(x[far]).abs() * dt > 1.0]
+    lo_t, hi_t = x.new_tensor(lo), x.new_tensor(hi)
+    far = _rows((x < lo_t) | (x > hi_t)).nonzero().squeeze(1)
+    far = far[_rows(potential.hess(x[far]).abs() * dt > 1.0)]
     if far.numel():
         z = x[far]
-        rem = torch.full_like(z, dt)
+        rem = torch.full((z.shape[0],), dt, dtype=z.dtype, device=z.device)
         for _ in range(100000):
-            h = torch.minimum(rem, 0.5 / potential.hess(z).abs().clamp_min(1e-300))
-            z = z - h * potential.grad(z)
+            curv = potential.hess(z).abs()
+            curv = curv if curv.ndim == 1 else curv.amax(-1)
+            h = torch.minimum(rem, 0.5 / curv.clamp_min(1e-300))
+            z = z - _col(h, z) * potential.grad(z)
             rem = rem - h
             if not bool((rem > 0).any()):
                 break
@@ -449,42 +560,50 @@ def _drift(potential, x, dt, bounds, span):
 
 
 def _span(x):
-    """``(min x, max x)`` as floats with one synchronisation (NaN if any entry is NaN)."""
+    """Per-coordinate ``([min], [max])`` of the states as float lists, one synchronisation
+    (NaN if an entry is NaN)."""
+    d = 1 if x.ndim == 1 else x.shape[-1]
     if not x.numel():
-        return (0.0, 0.0)
-    lo, hi = torch.stack(torch.aminmax(x)).tolist()
+        return [0.0] * d, [0.0] * d
+    mm = torch.aminmax(x) if x.ndim == 1 else torch.aminmax(x, dim=0)
+    lo, hi = torch.stack([mm.min.reshape(-1), mm.max.reshape(-1)]).tolist()
     return lo, hi
 
 
 def _run_block(potential, x, boom, et, n_steps, noise, k0, dt, bounds, max_abs, interval,
-               maxima, counts):
-    """Advance ``x`` by ``n_steps`` Euler steps (``noise[j]``: the noise of step j, ``None`` for
-    ε = 0) after step ``k0`` and update, in the common case of no exploded path, with about a dozen
-    tensor operations per step:
+               counts):
+    """Advance ``x`` ([n] or [n, d]) by ``n_steps`` Euler steps (``noise[j]``: the noise of
+    step j, ``None`` for ε = 0) after step ``k0`` and update, in the common case of no exploded
+    path, with about a dozen tensor operations per step:
 
     * ``boom`` — paths that left ``[-max_abs, max_abs]`` or became non-finite, frozen;
     * ``et`` — first time at or beyond an end of ``interval`` (kept by ``clamp(max=t)``);
-    * ``counts[0]`` += 1 for alive paths, ``counts[i + 1]`` += 1 for alive paths right of
-      ``maxima[i]`` (per path, int32 [r, n]).
+    * ``counts[i, n]`` += 1 while path n is alive in basin i (``counts=None``: not recorded).
     """
     any_boom = bool(boom.any())
-    n_clean = 0            # steps with every path alive: counts[0] is added once at the end
     span = _span(x)
     lo, hi = interval if interval is not None else (None, None)
+    if counts is not None:
+        n = x.shape[0]
+        offsets = torch.arange(n, device=x.device)
+        ones = torch.ones(n, dtype=counts.dtype, device=x.device)
+        flat_counts = counts.view(-1)
     for j in range(n_steps):
         y = _drift(potential, x, dt, bounds, span)
         if noise is not None:
             y += noise[j]
         span = _span(y)
-        if not (-max_abs <= span[0] and span[1] <= max_abs):   # exploded (NaN fails too)
-            boom |= ~(y.abs() <= max_abs)
+        if not (all(-max_abs <= m for m in span[0]) and all(m <= max_abs for m in span[1])):
+            boom |= _rows(~(y.abs() <= max_abs))       # exploded (NaN fails <= as well)
             any_boom = True
         if any_boom:
-            y = torch.where(boom, x, y)
+            y = torch.where(_col(boom, y), x, y)
             span = _span(y)
         x = y
         if interval is not None:
-            if lo == -math.inf:
+            if x.ndim > 1:
+                hit = ((x <= lo) | (x >= hi)).any(-1)
+            elif lo == -math.inf:
                 hit = x >= hi
             elif hi == math.inf:
                 hit = x <= lo
@@ -493,17 +612,9 @@ def _run_block(potential, x, boom, et, n_steps, noise, k0, dt, bounds, max_abs, 
             if any_boom:
                 hit &= ~boom
             et = torch.where(hit, et.clamp(max=(k0 + j + 1) * dt), et)
-        if maxima is not None:
-            right = x.unsqueeze(0) > maxima.unsqueeze(1)
-            if any_boom:
-                live = ~boom
-                counts[0] += live
-                counts[1:] += right & live
-            else:
-                counts[1:] += right
-                n_clean += 1
-    if n_clean:
-        counts[0] += n_clean
+        if counts is not None:
+            where = potential.basin_index(x) * n + offsets
+            flat_counts.index_add_(0, where, (~boom).to(counts.dtype) if any_boom else ones)
     return x, boom, et
 
 
@@ -519,18 +630,21 @@ def simulate(potential, alpha, eps, dt, steps, n_paths, w0, beta=0.0, record="ex
 
     Parameters
     ----------
-    potential : a 1-D potential (``grad``, ``hess``, ``minima``, ``maxima``, ``basin_index``)
+    potential : a potential (see the module docstring); ``potential.dim`` = d sets the state
+        shape, ``[n_paths]`` for d = 1 and ``[n_paths, d]`` otherwise, with i.i.d. noise
+        components.
     alpha : float in (0, 2]; eps : float >= 0 (noise scale ε); dt : float > 0 (time step)
     steps : int >= 1; n_paths : int >= 1
-    w0 : float or Tensor [n_paths], start points
+    w0 : start points: float or Tensor [n_paths] (d = 1); Tensor [d] or [n_paths, d]
     beta : float in [-1, 1]
     record : {"exit", "occupancy", "both"}
         "exit": first exit times from ``exit_interval`` (exited paths stop being simulated);
         "occupancy": fraction of path-time in each basin; "both": both, all paths run to the end.
     snapshots : sequence of step indices in [0, steps], optional — states after that many steps.
     exit_interval : (a, b), optional; default the basin :math:`(s_{i-1}, s_i)` holding the
-        first path's ``w0``. A path exits at the first step with :math:`w \le a` or
-        :math:`w \ge b`.
+        first path's ``w0`` (d > 1: its box, ``potential.basin_interval``). A path exits at
+        the first step with :math:`w \le a` or :math:`w \ge b` (d > 1: in some coordinate;
+        a and b scalars or length-d sequences).
     generator : torch.Generator or int seed; device, dtype : see the conventions (dtype None
         follows ``w0`` if it is a floating tensor, else torch's default).
     progress : bool, show a tqdm bar (hidden in non-interactive logs).
@@ -562,21 +676,23 @@ def simulate(potential, alpha, eps, dt, steps, n_paths, w0, beta=0.0, record="ex
     dtp = resolve_dtype(dtype, w0)
     gen = _generator_for(generator, dev)
 
+    d = int(getattr(potential, "dim", 1))
+    event = () if d == 1 else (d,)
     w = torch.as_tensor(w0, dtype=dtp, device=dev).clone()
-    if w.ndim == 0:
-        w = w.expand(n_paths).clone()
-    if w.shape != (n_paths,):
-        raise ValueError(f"w0 must be a scalar or have shape ({n_paths},), got {tuple(w.shape)}")
+    if w.shape in ((), event):
+        w = w.expand((n_paths,) + event).clone()
+    if w.shape != (n_paths,) + event:
+        allowed = "a scalar" if d == 1 else f"shape ({d},)"
+        raise ValueError(f"w0 must be {allowed} or have shape {(n_paths,) + event}, got "
+                         f"{tuple(w.shape)}")
     if exit_interval is None:
-        i0 = int(potential.basin_index(w[:1].double().cpu())[0])
-        s = (-math.inf,) + tuple(potential.maxima) + (math.inf,)
-        exit_interval = (s[i0], s[i0 + 1])
-    lo, hi = float(exit_interval[0]), float(exit_interval[1])
-    if not lo < hi:
+        exit_interval = potential.basin_interval(int(potential.basin_index(w[:1].cpu())[0]))
+    lo, hi = (torch.as_tensor(v, dtype=torch.float64).expand(event) for v in exit_interval)
+    if not bool((lo < hi).all()):
         raise ValueError(f"exit_interval must be (a, b) with a < b, got {exit_interval!r}")
+    lo, hi = (float(lo), float(hi)) if d == 1 else (lo.to(dev, dtp), hi.to(dev, dtp))
 
     r = potential.n_basins
-    maxima_t = torch.as_tensor(potential.maxima, dtype=dtp, device=dev)
     exit_times = torch.full((n_paths,), math.inf, dtype=dtp, device=dev)
     exited = torch.zeros(n_paths, dtype=torch.bool, device=dev)
     exploded = torch.zeros(n_paths, dtype=torch.bool, device=dev)
@@ -586,7 +702,8 @@ def simulate(potential, alpha, eps, dt, steps, n_paths, w0, beta=0.0, record="ex
         snaps[0] = w.clone()
     compact = record == "exit" and not snap_steps
     noise_scale = eps * dt ** (1.0 / a)
-    bounds = _stiff_bounds(potential, dt, max_abs) if stabilize else (-math.inf, math.inf)
+    bounds = (_stiff_bounds(potential, dt, max_abs) if stabilize
+              else ([-math.inf] * d, [math.inf] * d))
 
     from tqdm.auto import tqdm
     bar = tqdm(total=steps, disable=None if progress else True, desc="levy.simulate",
@@ -604,14 +721,15 @@ def simulate(potential, alpha, eps, dt, steps, n_paths, w0, beta=0.0, record="ex
                 if nxt:
                     K = min(K, nxt[0] - k)
             if eps > 0:
-                noise = _stable.sample(a, b, scale=noise_scale, size=(K, n_act), param="S1",
+                noise = _stable.sample(a, b, scale=noise_scale, size=(K, n_act) + event,
+                                       param="S1",
                                        generator=gen, device=dev, dtype=dtp)
             x = w if act is None else w[act]
             boom = exploded if act is None else exploded[act]
             et = exit_times if act is None else exit_times[act]
-            x, boom, et = _run_block(potential, x, boom, et, K, noise if eps > 0 else None, k, dt,
-                                     bounds, max_abs, (lo, hi) if want_exit else None,
-                                     maxima_t if want_occ else None, counts)
+            x, boom, et = _run_block(potential, x, boom, et, K, noise if eps > 0 else None, k,
+                                     dt, bounds, max_abs, (lo, hi) if want_exit else None,
+                                     counts if want_occ else None)
             if act is None:
                 w, exploded, exit_times = x, boom, et
             else:
@@ -619,17 +737,15 @@ def simulate(potential, alpha, eps, dt, steps, n_paths, w0, beta=0.0, record="ex
             exited = torch.isfinite(exit_times)
             k += K
             if k in snap_steps:
-                snaps[k] = torch.where(exploded, torch.full_like(w, math.nan), w)
+                snaps[k] = torch.where(_col(exploded, w), torch.full_like(w, math.nan), w)
             bar.update(K)
     finally:
         bar.close()
 
     occ = path_steps = None
     if want_occ:
-        # path-steps per basin: alive - right of s_1, right of s_1 - right of s_2, ...
-        c = counts.to(torch.int64)
-        path_steps = (c - torch.cat([c[1:], torch.zeros_like(c[:1])])).T.contiguous()
-        tot = float(c[0].sum())
+        path_steps = counts.to(torch.int64).T.contiguous()
+        tot = float(path_steps.sum())
         occ = (path_steps.sum(0).double() / tot).to(dtp) if tot > 0 else \
             torch.full((r,), math.nan, dtype=dtp)
     return LevyRun(exit_times=exit_times, exited=exited, occupancy=occ,
