@@ -530,6 +530,15 @@ def _logpdf_general(z, a, b, param, n):
     return out
 
 
+def _select_reflected(x, b, mask):
+    """α = 1 points selected by ``mask``: their indices ``i`` and ``(x, β)`` reflected to
+    β > 0 (S1(1, −β) is the law of −X for X ~ S1(1, β)), with ``neg`` marking the reflected
+    ones."""
+    i = mask.nonzero().squeeze(1)
+    neg = b[i] < 0
+    return i, torch.where(neg, -x[i], x[i]), b[i].abs(), neg
+
+
 def _logpdf_one(x, b, n):
     """alpha = 1 (S0 = S1 for the standard law)."""
     out = torch.full_like(x, -math.inf) + 0 * (x + b)
@@ -550,11 +559,7 @@ def _logpdf_one(x, b, n):
         f = e * (e - 1) / 2 * fm + (1 - e) * (1 + e) * f0 + e * (e + 1) / 2 * fp
         out = out.index_put((i,), torch.log(f.clamp(min=0)))
     if bool(gen.any()):
-        i = gen.nonzero().squeeze(1)
-        xs, bs = x[i], b[i]
-        neg = bs < 0
-        xs = torch.where(neg, -xs, xs)
-        bs = bs.abs()
+        i, xs, bs, neg = _select_reflected(x, b, gen)
         # quadrature variable reaches x up to ~ 1e80 on the heavy side
         far = xs > 1e80
         res = torch.full_like(xs, -math.inf) + 0 * xs
@@ -660,11 +665,7 @@ def _cdf_one(x, b, n):
         lo = lo.index_put((i,), lo_)
         up = up.index_put((i,), up_)
     if bool(gen.any()):
-        i = gen.nonzero().squeeze(1)
-        xs, bs = x[i], b[i]
-        neg = bs < 0
-        xs = torch.where(neg, -xs, xs)
-        bs = bs.abs()
+        i, xs, bs, neg = _select_reflected(x, b, gen)
         K = _kernel_one(bs, xs)
         l_, u_ = _quad_cdf(K, n)
         # Beyond |x| ~ 3e8 the alpha = 1 kernel loses the integrand (exp(-pi x / (2 beta))

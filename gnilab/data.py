@@ -451,6 +451,22 @@ def _find(dirs, groups) -> Optional[list]:
     return None
 
 
+def _locate(name: str, groups, files: Sequence[str], root, download: bool, mirrors,
+            progress: bool, bare_data_dir: bool = True, extra_fix: str = "",
+            also: str = "") -> list:
+    """Paths of data set ``name``: one alternative of every group of ``groups`` from the first
+    searched directory that holds them all (:func:`_search_dirs`, :func:`_find`); else, with
+    ``download``, the ``files`` fetched into the target directory; else a
+    :class:`DataFileError` that lists the directories searched and the fixes."""
+    dirs = _search_dirs(name, root, bare_data_dir)
+    paths = _find(dirs, groups)
+    if paths is None and download:
+        paths = _download(name, files, _target_dir(name, root), mirrors, progress)
+    if paths is None:
+        raise DataFileError(_missing_message(name, files, dirs, root, extra_fix, also=also))
+    return paths
+
+
 def _target_dir(name: str, root: Optional[PathLike]) -> Path:
     return Path(root).expanduser() if root is not None else cache_dir(name)
 
@@ -663,16 +679,10 @@ def _load_idx_pair(name: str, split: str, paths, limit, normalize, flatten, devi
 
 def _locate_idx(name, split, root, download, mirrors, progress, bare_data_dir, extra_fix):
     images, labels = _idx_names(split)
-    dirs = _search_dirs(name, root, bare_data_dir)
-    groups = [(images, images + ".gz"), (labels, labels + ".gz")]
-    paths = _find(dirs, groups)
-    if paths is None and download:
-        paths = _download(name, [images + ".gz", labels + ".gz"], _target_dir(name, root),
-                          mirrors, progress)
-    if paths is None:
-        raise DataFileError(_missing_message(name, [images + ".gz", labels + ".gz"], dirs, root,
-                                             extra_fix, also=" (or uncompressed, without .gz)"))
-    return paths
+    return _locate(name, [(images, images + ".gz"), (labels, labels + ".gz")],
+                   [images + ".gz", labels + ".gz"], root, download, mirrors, progress,
+                   bare_data_dir=bare_data_dir, extra_fix=extra_fix,
+                   also=" (or uncompressed, without .gz)")
 
 
 def load_fashion_mnist(split: str = "train", *, root: Optional[PathLike] = None,
@@ -868,14 +878,8 @@ def load_cifar10(split: str = "train", *, root: Optional[PathLike] = None, downl
     limit = _check_limit(limit)
     download, normalize = _check_bool(download, "download"), _check_bool(normalize, "normalize")
     device, dtype = resolve_device(device), _float_dtype(dtype)
-    dirs = _search_dirs("cifar10", root, True)
-    paths = _find(dirs, [(_CIFAR_ARCHIVE, _CIFAR_DIR)])
-    if paths is None and download:
-        paths = _download("cifar10", [_CIFAR_ARCHIVE], _target_dir("cifar10", root), mirrors,
-                          progress)
-    if paths is None:
-        raise DataFileError(_missing_message("cifar10", [_CIFAR_ARCHIVE], dirs, root,
-                                             also=f" (or its extracted {_CIFAR_DIR}/ folder)"))
+    paths = _locate("cifar10", [(_CIFAR_ARCHIVE, _CIFAR_DIR)], [_CIFAR_ARCHIVE], root, download,
+                    mirrors, progress, also=f" (or its extracted {_CIFAR_DIR}/ folder)")
     data, labels = _read_cifar(paths[0], split)
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise DataFileError(f"{paths[0]}: labels outside 0..9. {_CIFAR_FIX}")
@@ -923,13 +927,7 @@ def load_svhn(split: str = "train", *, root: Optional[PathLike] = None, download
     download, normalize = _check_bool(download, "download"), _check_bool(normalize, "normalize")
     device, dtype = resolve_device(device), _float_dtype(dtype)
     fname = f"{split}_32x32.mat"
-    dirs = _search_dirs("svhn", root, True)
-    paths = _find(dirs, [(fname,)])
-    if paths is None and download:
-        paths = _download("svhn", [fname], _target_dir("svhn", root), mirrors, progress)
-    if paths is None:
-        raise DataFileError(_missing_message("svhn", [fname], dirs, root))
-    path = paths[0]
+    path = _locate("svhn", [(fname,)], [fname], root, download, mirrors, progress)[0]
     fix = ("To fix it: delete the file so that it is downloaded again (download=True), or point "
            "GNILAB_DATA at a directory holding a good copy.")
     try:

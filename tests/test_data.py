@@ -424,14 +424,6 @@ def test_cifar10_extracted_dir_and_safe_unpickling(isolated):
         load_cifar10("test", root=root, device="cpu")
 
 
-def test_cifar10_corrupt_archive(isolated):
-    root = isolated / "c"
-    root.mkdir()
-    (root / "cifar-10-python.tar.gz").write_bytes(b"\x1f\x8b\x08\x00" + bytes(50))
-    with pytest.raises(DataFileError, match="cifar-10-python.tar.gz"):
-        load_cifar10("train", root=root)
-
-
 def test_svhn_download(isolated, http_dir, dead_url, monkeypatch):
     import scipy.io
 
@@ -463,12 +455,16 @@ def test_svhn_download(isolated, http_dir, dead_url, monkeypatch):
     assert dt.x.shape == (5, 3, 32, 32) and dt.name == "svhn/test"
 
 
-def test_svhn_corrupt(isolated):
-    root = isolated / "s"
+@pytest.mark.parametrize("loader, fname, payload", [
+    (load_cifar10, "cifar-10-python.tar.gz", b"\x1f\x8b\x08\x00" + bytes(50)),
+    (load_svhn, "train_32x32.mat", b"MATLAB 5.0 garbage" + bytes(20)),
+], ids=["cifar10", "svhn"])
+def test_corrupt_file_error_names_the_file(isolated, loader, fname, payload):
+    root = isolated / "d"
     root.mkdir()
-    (root / "train_32x32.mat").write_bytes(b"MATLAB 5.0 garbage" + bytes(20))
-    with pytest.raises(DataFileError, match="train_32x32.mat"):
-        load_svhn("train", root=root)
+    (root / fname).write_bytes(payload)
+    with pytest.raises(DataFileError, match=fname.replace(".", r"\.")):
+        loader("train", root=root)
 
 
 # ----------------------------------------------------------------------------------------------
