@@ -27,7 +27,7 @@ from gnilab import levy as L  # noqa: E402
 
 A, EPS, DT = 1.5, 0.2, 0.01
 POT = L.DoubleWell(-1.0, 2.0)
-K1, K2 = POT._pieces(1)   # cubic f' coefficients (gamma = 0: both pieces equal)
+K1 = POT._coefs["cubic"]   # f' = kappa w (w - m1)(w - m2): gamma = 0 for default depths
 
 
 def grad_np(w):

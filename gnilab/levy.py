@@ -301,14 +301,15 @@ class DoubleWell(_Potential1D):
         object.__setattr__(self, "kappa", float(kappa))
         object.__setattr__(self, "gamma1", float(g[0]))
         object.__setattr__(self, "gamma2", float(g[1]))
-        coefs = {0: [], 1: [], 2: []}
-        for gi in g:
-            d1 = np.polymul(base * kappa, [gi, 0.0, 1.0])
-            for order, c in ((0, np.polyint(d1)), (1, d1), (2, np.polyder(d1))):
-                coefs[order].append(tuple(float(x) for x in c))
-        coefs = {k: tuple(v) for k, v in coefs.items()}
-        coefs["cubic"] = tuple(float(x) for x in base * kappa)
-        object.__setattr__(self, "_coefs", coefs)
+        # coefficients, highest degree first: f and f'' on the sides (w < 0, w >= 0), and
+        # the cubic factor kappa w (w - m1)(w - m2) of f'
+        d1 = [np.polymul(base * kappa, [gi, 0.0, 1.0]) for gi in g]
+
+        def sides(op):
+            return tuple(tuple(float(x) for x in op(p)) for p in d1)
+
+        object.__setattr__(self, "_coefs", {"value": sides(np.polyint), "hess": sides(np.polyder),
+                                            "cubic": tuple(float(x) for x in base * kappa)})
 
     @property
     def minima(self):
@@ -318,13 +319,9 @@ class DoubleWell(_Potential1D):
     def maxima(self):
         return (0.0,)
 
-    def _pieces(self, order):
-        """Coefficients (highest first) of f (order 0), f' (1) or f'' (2) on the two sides."""
-        return self._coefs[order]
-
-    def _eval(self, w, order):
+    def _eval(self, w, which):
         w = _as_w(w)
-        left, right = self._coefs[order]
+        left, right = self._coefs[which]
         if left == right:   # equal depth-to-width shape on both sides: one polynomial
             return _horner(left, w)
         return torch.where(w < 0, _horner(left, w), _horner(right, w))
@@ -342,11 +339,11 @@ class DoubleWell(_Potential1D):
 
     def hess(self, w):
         """:math:`f''(w)`, elementwise (one-sided at 0, where both sides agree)."""
-        return self._eval(w, 2)
+        return self._eval(w, "hess")
 
     def value(self, w):
         """:math:`f(w)` with :math:`f(0) = 0`; the depths are :math:`-f(m_i)`."""
-        return self._eval(w, 0)
+        return self._eval(w, "value")
 
     @property
     def depths(self) -> Tuple[float, float]:
