@@ -367,7 +367,7 @@ class Separable:
     parts: Tuple
 
     def __post_init__(self):
-        parts = tuple(self.parts)
+        parts = tuple(self.parts) if isinstance(self.parts, (tuple, list)) else ()
         if len(parts) < 1 or not all(isinstance(q, _Potential1D) for q in parts):
             raise ValueError(f"parts must be a non-empty sequence of 1-D potentials "
                              f"(DoubleWell, MultiWell, Quartic), got {self.parts!r}")
@@ -417,6 +417,9 @@ class Separable:
     def basin_interval(self, i: int):
         """``(lo, hi)``: per-coordinate bounds (lists of d floats) of the box basin ``i``."""
         sizes = [q.n_basins for q in self.parts]
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or \
+                not 0 <= i < self.n_basins:
+            raise ValueError(f"i must be an integer in [0, {self.n_basins - 1}], got {i!r}")
         digits = list(np.unravel_index(int(i), sizes))
         box = [q.basin_interval(int(d)) for q, d in zip(self.parts, digits)]
         return [b[0] for b in box], [b[1] for b in box]
@@ -684,7 +687,12 @@ def simulate(potential, alpha, eps, dt, steps, n_paths, w0, beta=0.0, record="ex
                          f"{tuple(w.shape)}")
     if exit_interval is None:
         exit_interval = potential.basin_interval(int(potential.basin_index(w[:1].cpu())[0]))
-    lo, hi = (torch.as_tensor(v, dtype=torch.float64).expand(event) for v in exit_interval)
+    shape = "numbers" if d == 1 else f"numbers or length-{d} sequences"
+    try:
+        lo, hi = (torch.as_tensor(v, dtype=torch.float64).expand(event) for v in exit_interval)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"exit_interval must be (a, b) with a, b {shape}, got "
+                         f"{exit_interval!r}") from None
     if not bool((lo < hi).all()):
         raise ValueError(f"exit_interval must be (a, b) with a < b, got {exit_interval!r}")
     lo, hi = (float(lo), float(hi)) if d == 1 else (lo.to(dev, dtp), hi.to(dev, dtp))

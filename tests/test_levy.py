@@ -355,6 +355,17 @@ def test_separable_geometry_and_errors():
         p.grad(torch.zeros(3, 3))
     with pytest.raises(ValueError, match="w0"):
         L.simulate(p, 1.5, 0.1, 0.01, 5, 4, torch.zeros(4, 3), progress=False)
+    with pytest.raises(ValueError, match="parts"):
+        L.Separable(L.Quartic())
+    with pytest.raises(ValueError, match="i must"):
+        p.basin_interval(6)
+    for bad in (([-1, -1, -1], [1, 1, 1]), (-1.0, 0.0, 1.0), "ab"):
+        with pytest.raises(ValueError, match="exit_interval"):
+            L.simulate(p, 1.5, 0.1, 0.01, 5, 4, torch.zeros(2), exit_interval=bad,
+                       progress=False)
+    with pytest.raises(ValueError, match="exit_interval"):
+        L.simulate(L.Quartic(), 1.5, 0.1, 0.01, 5, 4, 0.0, exit_interval=(-1, 0, 1),
+                   progress=False)
 
 
 def test_two_dimensional_exit_rate_adds_and_occupancy_factorises():
