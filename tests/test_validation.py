@@ -1,0 +1,190 @@
+"""The shared argument checks (gnilab._validation) and the behaviour they give the public
+functions: TypeError for a wrong type, ValueError for a wrong value, and a message that names
+the argument, shows the value and states what is allowed."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gnilab._validation import (check_bool, check_choice, check_int, check_real,
+                                check_tensor_range)
+
+
+# ------------------------------------------------------------------------------------------
+# check_int
+# ------------------------------------------------------------------------------------------
+def test_check_int_accepts_python_and_numpy_integers():
+    assert check_int("n", 3, low=1) == 3
+    for v in (np.int8(3), np.int64(3), np.uint16(3)):
+        out = check_int("n", v, low=1)
+        assert out == 3 and type(out) is int
+
+
+@pytest.mark.parametrize("value", [2.5, 3.0, True, False, np.bool_(True), "3", None,
+                                   torch.tensor(3), [3]])
+def test_check_int_rejects_other_types_with_type_error(value):
+    with pytest.raises(TypeError, match="n_paths must be an integer >= 1, got ") as info:
+        check_int("n_paths", value, low=1)
+    assert type(value).__name__ in str(info.value)   # the type received is named
+
+
+def test_check_int_range_is_a_value_error_with_the_full_message():
+    with pytest.raises(ValueError) as info:
+        check_int("n_paths", 0, low=1)
+    assert str(info.value) == "n_paths must be an integer >= 1, got 0"
+    with pytest.raises(ValueError, match=r"^basin must be an integer in \[0, 2\], got 3$"):
+        check_int("basin", 3, low=0, high=2)
+    with pytest.raises(ValueError, match=r"^k must be an integer <= 5, got 6$"):
+        check_int("k", np.int64(6), high=5)
+
+
+def test_check_int_bounds_are_inclusive():
+    assert check_int("i", 0, low=0, high=2) == 0
+    assert check_int("i", 2, low=0, high=2) == 2
+    assert check_int("i", -10**30) == -10**30   # no bounds: any integer
+    for bad in (-1, 3):
+        with pytest.raises(ValueError):
+            check_int("i", bad, low=0, high=2)
+
+
+# ------------------------------------------------------------------------------------------
+# check_real
+# ------------------------------------------------------------------------------------------
+def test_check_real_accepts_numbers_and_returns_float():
+    for v in (1, 1.5, np.float32(1.5), np.float64(1.5), np.int64(1), torch.tensor(1.5)):
+        out = check_real("x", v)
+        assert type(out) is float and out == float(v)
+
+
+@pytest.mark.parametrize("value", [True, np.bool_(False), "1.5", None, 1 + 0j, [1.5],
+                                   torch.tensor([1.5]), torch.tensor(True)])
+def test_check_real_rejects_non_numbers_with_type_error(value):
+    with pytest.raises(TypeError, match=r"alpha must be a number in \(0, 2\], got "):
+        check_real("alpha", value, low=0, high=2, low_open=True)
+
+
+def test_check_real_message_names_argument_value_and_range():
+    with pytest.raises(ValueError) as info:
+        check_real("alpha", 2.5, low=0, high=2, low_open=True)
+    assert str(info.value) == "alpha must be a number in (0, 2], got 2.5"
+    with pytest.raises(ValueError, match=r"^eps must be a finite number >= 0, got -0\.1$"):
+        check_real("eps", -0.1, low=0)
+    with pytest.raises(ValueError, match=r"^m1 must be a finite number < 0, got 1$"):
+        check_real("m1", 1, high=0, high_open=True)
+    with pytest.raises(ValueError, match=r"^p must be a number in \[0, 1\), got 1\.0$"):
+        check_real("p", np.float64(1.0), low=0, high=1, high_open=True)
+
+
+@pytest.mark.parametrize("low_open,high_open,ok_low,ok_high", [
+    (False, False, True, True), (True, False, False, True),
+    (False, True, True, False), (True, True, False, False),
+])
+def test_check_real_open_and_closed_bounds_at_the_boundary(low_open, high_open, ok_low,
+                                                            ok_high):
+    for value, ok in ((-1.0, ok_low), (1.0, ok_high)):
+        if ok:
+            assert check_real("beta", value, -1, 1, low_open, high_open) == value
+        else:
+            with pytest.raises(ValueError, match="beta"):
+                check_real("beta", value, -1, 1, low_open, high_open)
+    assert check_real("beta", 0.0, -1, 1, low_open, high_open) == 0.0
+    # just inside an open bound is fine
+    assert check_real("beta", math.nextafter(-1.0, 0.0), -1, 1, True, True) > -1
+
+
+def test_check_real_rejects_nan_always_and_inf_unless_allowed():
+    for kw in (dict(), dict(low=0), dict(finite=False), dict(low=0, finite=False)):
+        with pytest.raises(ValueError, match="got nan"):
+            check_real("x", math.nan, **kw)
+    with pytest.raises(ValueError, match=r"^x must be a finite number, got inf$"):
+        check_real("x", math.inf)
+    with pytest.raises(ValueError, match=r"^x must be a finite number > 0, got inf$"):
+        check_real("x", np.float64(np.inf), low=0, low_open=True)
+    assert check_real("x", math.inf, low=0, finite=False) == math.inf
+    with pytest.raises(ValueError, match=r"in \[0, 1\], got -inf"):
+        check_real("x", -math.inf, low=0, high=1, finite=False)
+
+
+# ------------------------------------------------------------------------------------------
+# check_bool, check_choice
+# ------------------------------------------------------------------------------------------
+def test_check_bool():
+    assert check_bool("shuffle", True) is True and check_bool("shuffle", np.bool_(False)) is False
+    for bad in (1, 0, "yes", None):
+        with pytest.raises(TypeError, match="shuffle must be a bool, got"):
+            check_bool("shuffle", bad)
+
+
+def test_check_choice():
+    assert check_choice("split", "test", ("train", "test")) == "test"
+    with pytest.raises(ValueError) as info:
+        check_choice("split", "val", ("train", "test"))
+    assert str(info.value) == "split must be one of 'train', 'test', got 'val'"
+    for bad in (1, None, torch.tensor(1.0)):   # not among the choices: a value error
+        with pytest.raises(ValueError, match="split must be one of"):
+            check_choice("split", bad, ("train", "test"))
+    assert check_choice("activation", "relu", {"relu": None, "tanh": None}) == "relu"
+
+
+# ------------------------------------------------------------------------------------------
+# check_tensor_range
+# ------------------------------------------------------------------------------------------
+def test_check_tensor_range_passes_when_all_values_are_in_range():
+    t = torch.tensor([[0.5, 2.0], [1.0, 1e-9]])
+    assert check_tensor_range("alpha", t, low=0, high=2, low_open=True) is t
+    assert check_tensor_range("beta", torch.tensor(-1.0), low=-1, high=1).shape == ()
+    assert check_tensor_range("loc", torch.zeros(0)).numel() == 0   # empty: nothing to check
+    out = check_tensor_range("scale", np.array([1.0, 2.0]), low=0, low_open=True)
+    assert isinstance(out, torch.Tensor)
+
+
+def test_check_tensor_range_shows_up_to_four_offending_values():
+    t = torch.tensor([1.0, 2.5, 0.0, 1.5, -1.0, math.nan, 3.0])
+    with pytest.raises(ValueError) as info:
+        check_tensor_range("alpha", t, low=0, high=2, low_open=True)
+    assert str(info.value) == "alpha must be in (0, 2], got 2.5, 0, -1, nan, ..."
+    with pytest.raises(ValueError) as info:
+        check_tensor_range("beta", torch.tensor([[0.0, 1.5], [-2.0, 1.0]]), low=-1, high=1)
+    assert str(info.value) == "beta must be in [-1, 1], got 1.5, -2"
+    with pytest.raises(ValueError, match=r"^alpha must be in \(0, 2\], got 2\.5$"):
+        check_tensor_range("alpha", torch.tensor(2.5), low=0, high=2, low_open=True)
+
+
+def test_check_tensor_range_finite_wording_and_infinities():
+    with pytest.raises(ValueError, match=r"^scale must be finite and > 0, got inf, -1$"):
+        check_tensor_range("scale", torch.tensor([1.0, math.inf, -1.0]), low=0, low_open=True)
+    with pytest.raises(ValueError, match=r"^loc must be finite, got -inf$"):
+        check_tensor_range("loc", torch.tensor([0.0, -math.inf]))
+    assert check_tensor_range("x", torch.tensor([math.inf]), low=0, finite=False).numel() == 1
+    with pytest.raises(ValueError, match=r"^x must be non-NaN, got nan$"):
+        check_tensor_range("x", torch.tensor([math.nan]), finite=False)
+
+
+def test_check_tensor_range_bounds_at_the_boundary():
+    edge = torch.tensor([0.0, 2.0])
+    assert check_tensor_range("a", edge, low=0, high=2) is edge
+    with pytest.raises(ValueError, match=r"^a must be in \(0, 2\], got 0$"):
+        check_tensor_range("a", edge, low=0, high=2, low_open=True)
+    with pytest.raises(ValueError, match=r"^a must be in \[0, 2\), got 2$"):
+        check_tensor_range("a", edge, low=0, high=2, high_open=True)
+
+
+def test_check_tensor_range_rejects_complex_and_bool_tensors():
+    for t in (torch.tensor([1 + 1j]), torch.tensor([True])):
+        with pytest.raises(TypeError, match="alpha must be a real tensor"):
+            check_tensor_range("alpha", t, low=0, high=2, low_open=True)
+
+
+def test_check_tensor_range_reimplements_stable_validate_messages():
+    """The four checks gnilab.stable._validate makes, with its message wording."""
+    alpha, beta = torch.tensor([1.5, 2.5]), torch.tensor([0.0, -1.5])
+    scale, loc = torch.tensor([1.0, 0.0]), torch.tensor([math.inf])
+    cases = (("alpha", alpha, dict(low=0, high=2, low_open=True), "alpha must be in (0, 2], got 2.5"),
+             ("beta", beta, dict(low=-1, high=1), "beta must be in [-1, 1], got -1.5"),
+             ("scale", scale, dict(low=0, low_open=True), "scale must be finite and > 0, got 0"),
+             ("loc", loc, dict(), "loc must be finite, got inf"))
+    for name, t, kw, message in cases:
+        with pytest.raises(ValueError) as info:
+            check_tensor_range(name, t, **kw)
+        assert str(info.value) == message
