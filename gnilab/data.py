@@ -48,6 +48,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ._validation import check_bool, check_choice, check_int, check_real
 from .config import resolve_device, resolve_dtype
 
 __all__ = [
@@ -211,9 +212,8 @@ class ArrayDataset:
             short tail) they hold every index exactly once. Use ``x[idx], y[idx]``.
         """
         n = len(self)
-        bs = n if batch_size is None else _check_positive_int(batch_size, "batch_size")
-        if not isinstance(shuffle, bool):
-            raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
+        bs = n if batch_size is None else check_int("batch_size", batch_size, low=1)
+        shuffle = check_bool("shuffle", shuffle)
         if n == 0:
             return []
         if shuffle:
@@ -230,22 +230,11 @@ class ArrayDataset:
 # ---------------------------------------------------------------------------------------------
 # argument checks
 # ---------------------------------------------------------------------------------------------
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be a positive integer, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive integer (>= 1), got {value!r}")
-    return int(value)
+_SPLITS = ("train", "test")
 
 
 def _check_limit(limit) -> Optional[int]:
-    return None if limit is None else _check_positive_int(limit, "limit")
-
-
-def _check_split(split, allowed=("train", "test")) -> str:
-    if split not in allowed:
-        raise ValueError(f"split must be one of {allowed}, got {split!r}")
-    return split
+    return None if limit is None else check_int("limit", limit, low=1)
 
 
 def _check_generator(generator) -> Optional[torch.Generator]:
@@ -265,12 +254,6 @@ def _float_dtype(dtype) -> torch.dtype:
     if not isinstance(dt, torch.dtype) or not dt.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     return dt
-
-
-def _check_bool(value, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
-    return bool(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -726,11 +709,11 @@ def load_fashion_mnist(split: str = "train", *, root: Optional[PathLike] = None,
         ``x`` float ``[N, 1, 28, 28]`` (or ``[N, 784]``), ``y`` int64 ``[N]`` in 0..9, ``classes``
         :data:`FASHION_MNIST_CLASSES`.
     """
-    split = _check_split(split)
+    split = check_choice("split", split, _SPLITS)
     limit = _check_limit(limit)
-    download, normalize, flatten = (_check_bool(download, "download"),
-                                    _check_bool(normalize, "normalize"),
-                                    _check_bool(flatten, "flatten"))
+    download, normalize, flatten = (check_bool("download", download),
+                                    check_bool("normalize", normalize),
+                                    check_bool("flatten", flatten))
     device, dtype = resolve_device(device), _float_dtype(dtype)
     apt = ("  - `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu; installs the files in "
            f"{_SYSTEM_DIR / 'fashion-mnist'})")
@@ -764,11 +747,11 @@ def load_mnist(split: str = "train", *, root: Optional[PathLike] = None, downloa
     DownloadError
         No mirror reachable; the message says where to place the files by hand.
     """
-    split = _check_split(split)
+    split = check_choice("split", split, _SPLITS)
     limit = _check_limit(limit)
-    download, normalize, flatten = (_check_bool(download, "download"),
-                                    _check_bool(normalize, "normalize"),
-                                    _check_bool(flatten, "flatten"))
+    download, normalize, flatten = (check_bool("download", download),
+                                    check_bool("normalize", normalize),
+                                    check_bool("flatten", flatten))
     device, dtype = resolve_device(device), _float_dtype(dtype)
     paths = _locate_idx("mnist", split, root, download, mirrors, progress, False, "")
     return _load_idx_pair("mnist", split, paths, limit, normalize, flatten, device, dtype,
@@ -874,9 +857,9 @@ def load_cifar10(split: str = "train", *, root: Optional[PathLike] = None, downl
         ``x`` float ``[N, 3, 32, 32]`` (channels R, G, B), ``y`` int64 ``[N]``, ``classes``
         :data:`CIFAR10_CLASSES`.
     """
-    split = _check_split(split)
+    split = check_choice("split", split, _SPLITS)
     limit = _check_limit(limit)
-    download, normalize = _check_bool(download, "download"), _check_bool(normalize, "normalize")
+    download, normalize = check_bool("download", download), check_bool("normalize", normalize)
     device, dtype = resolve_device(device), _float_dtype(dtype)
     paths = _locate("cifar10", [(_CIFAR_ARCHIVE, _CIFAR_DIR)], [_CIFAR_ARCHIVE], root, download,
                     mirrors, progress, also=f" (or its extracted {_CIFAR_DIR}/ folder)")
@@ -922,9 +905,9 @@ def load_svhn(split: str = "train", *, root: Optional[PathLike] = None, download
     """
     import scipy.io
 
-    split = _check_split(split)
+    split = check_choice("split", split, _SPLITS)
     limit = _check_limit(limit)
-    download, normalize = _check_bool(download, "download"), _check_bool(normalize, "normalize")
+    download, normalize = check_bool("download", download), check_bool("normalize", normalize)
     device, dtype = resolve_device(device), _float_dtype(dtype)
     fname = f"{split}_32x32.mat"
     path = _locate("svhn", [(fname,)], [fname], root, download, mirrors, progress)[0]
@@ -970,7 +953,7 @@ def load_digits(*, normalize: bool = True, device=None, dtype=None) -> ArrayData
     """
     from sklearn.datasets import load_digits as _sk_load_digits
 
-    normalize = _check_bool(normalize, "normalize")
+    normalize = check_bool("normalize", normalize)
     device, dtype = resolve_device(device), _float_dtype(dtype)
     bunch = _sk_load_digits()
     x = np.asarray(bunch.data, dtype=np.float64) / 16.0
@@ -1023,15 +1006,11 @@ def load_mnist1d(*, num_samples: int = 5000, train_split: float = 0.8, seed: int
     ArrayDataset
         ``x`` float ``[N, 40]`` (standardised by the package), ``y`` int64 ``[N]``.
     """
-    num_samples = _check_positive_int(num_samples, "num_samples")
-    if num_samples < 10:
-        raise ValueError(f"num_samples must be >= 10 (one example per class), got {num_samples}")
-    if isinstance(train_split, bool) or not isinstance(train_split, (int, float)) \
-            or not 0.0 < float(train_split) < 1.0:
-        raise ValueError(f"train_split must be a number in (0, 1), got {train_split!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    split = _check_split(split)
+    num_samples = check_int("num_samples", num_samples, low=10)   # one example per class
+    train_split = check_real("train_split", train_split, low=0, high=1, low_open=True,
+                             high_open=True)
+    seed = check_int("seed", seed, low=0)
+    split = check_choice("split", split, _SPLITS)
     device, dtype = resolve_device(device), _float_dtype(dtype)
     x, y, x_test, y_test = _mnist1d_arrays(num_samples, float(train_split), int(seed))
     xs, ys = (x, y) if split == "train" else (x_test, y_test)
@@ -1072,7 +1051,7 @@ def make_sinusoids(n: int = 200, *, freqs: Sequence[float] = tuple(range(5, 55, 
     ArrayDataset
         ``x = t`` of shape ``[n, 1]`` and ``y`` of shape ``[n, 1]``, both floating.
     """
-    n = _check_positive_int(n, "n")
+    n = check_int("n", n, low=1)
     try:
         f = torch.as_tensor([float(v) for v in freqs], dtype=torch.float64)
     except (TypeError, ValueError):
@@ -1122,9 +1101,8 @@ def make_rotated_gaussian_2d(n: int = 100, *, theta: float = math.pi / 4,
     ArrayDataset
         ``x`` ``[n, 2]``; ``y`` floating zeros ``[n]`` (the data are unlabelled).
     """
-    n = _check_positive_int(n, "n")
-    if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not math.isfinite(theta):
-        raise ValueError(f"theta must be a finite angle in radians, got {theta!r}")
+    n = check_int("n", n, low=1)
+    theta = check_real("theta", theta)
     if variances is not None and stds is not None:
         raise ValueError(f"give at most one of variances and stds, got variances={variances!r} "
                          f"and stds={stds!r}")
@@ -1144,13 +1122,15 @@ def make_rotated_gaussian_2d(n: int = 100, *, theta: float = math.pi / 4,
 
 
 def _check_pair(values, name: str) -> tuple:
+    """Two finite numbers > 0, checked one by one as ``name[0]`` and ``name[1]``."""
     try:
-        pair = tuple(float(v) for v in values)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a pair of positive numbers, got {values!r}") from None
-    if len(pair) != 2 or not all(math.isfinite(v) and v > 0 for v in pair):
-        raise ValueError(f"{name} must be a pair of positive finite numbers, got {values!r}")
-    return pair
+        pair = tuple(values)
+    except TypeError:
+        raise TypeError(f"{name} must be a pair of numbers > 0, got {values!r}") from None
+    if len(pair) != 2:
+        raise ValueError(f"{name} must be a pair of numbers > 0, got {len(pair)} values: "
+                         f"{values!r}")
+    return tuple(check_real(f"{name}[{i}]", v, low=0, low_open=True) for i, v in enumerate(pair))
 
 
 def make_linear_regression(n: int = 1000, d: int = 10, *, noise_std: float = 0.1,
@@ -1176,10 +1156,8 @@ def make_linear_regression(n: int = 1000, d: int = 10, *, noise_std: float = 0.1
     w_star : torch.Tensor
         The true weights, shape ``[d, 1]`` (so ``y = x @ w_star + noise``).
     """
-    n, d = _check_positive_int(n, "n"), _check_positive_int(d, "d")
-    if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) \
-            or not math.isfinite(noise_std) or noise_std < 0:
-        raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
+    n, d = check_int("n", n, low=1), check_int("d", d, low=1)
+    noise_std = check_real("noise_std", noise_std, low=0)
     generator = _check_generator(generator)
     device, dtype = resolve_device(device), _float_dtype(dtype)
     w = torch.randn(d, 1, generator=generator, dtype=torch.float64) / math.sqrt(d)
@@ -1204,7 +1182,7 @@ def make_separable_2d(n: int = 1000, *, generator: Optional[torch.Generator] = N
     ArrayDataset
         ``x`` ``[n, 2]``, ``y`` int64 ``[n]``, ``classes`` ``("x1 < x2", "x1 >= x2")``.
     """
-    n = _check_positive_int(n, "n")
+    n = check_int("n", n, low=1)
     generator = _check_generator(generator)
     device, dtype = resolve_device(device), _float_dtype(dtype)
     x = (torch.rand(n, 2, generator=generator, dtype=torch.float64) * 4 - 2).to(dtype)
@@ -1250,12 +1228,9 @@ def corrupt_labels(y: torch.Tensor, k: int, num_classes: int, *,
         raise TypeError(f"y must be a 1-D integer tensor, got dtype {y.dtype} and shape "
                         f"{tuple(y.shape)}")
     n = y.shape[0]
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"k must be an integer in [0, {n}], got {k!r}")
-    if not 0 <= k <= n:
-        raise ValueError(f"k must be in [0, len(y)] = [0, {n}], got {k}")
-    exclude_true = _check_bool(exclude_true, "exclude_true")
-    num_classes = _check_positive_int(num_classes, "num_classes")
+    k = check_int("k", k, low=0, high=n)   # at most len(y)
+    exclude_true = check_bool("exclude_true", exclude_true)
+    num_classes = check_int("num_classes", num_classes, low=1)
     if exclude_true and num_classes < 2:
         raise ValueError(f"num_classes must be >= 2 with exclude_true=True, got {num_classes}")
     generator = _check_generator(generator)

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from . import stable as _stable
+from ._validation import check_choice, check_int, check_real
 from .config import resolve_device, resolve_dtype
 
 __all__ = [
@@ -59,42 +60,8 @@ __all__ = [
 
 
 # =============================================================================================
-# validation helpers
+# random generators
 # =============================================================================================
-def _check_alpha(alpha) -> float:
-    try:
-        a = float(alpha)
-    except (TypeError, ValueError):
-        raise ValueError(f"alpha must be a number in (0, 2], got {alpha!r}") from None
-    if not (0.0 < a <= 2.0):
-        raise ValueError(f"alpha must be in (0, 2], got {alpha!r}")
-    return a
-
-
-def _check_beta(beta) -> float:
-    b = float(beta)
-    if not (-1.0 <= b <= 1.0):
-        raise ValueError(f"beta must be in [-1, 1], got {beta!r}")
-    return b
-
-
-def _check_pos(x, name, strict=True) -> float:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {x!r}") from None
-    if not math.isfinite(v) or (v <= 0 if strict else v < 0):
-        rng = "(0, inf)" if strict else "[0, inf)"
-        raise ValueError(f"{name} must be in {rng}, got {x!r}")
-    return v
-
-
-def _check_int(x, name, low=1) -> int:
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {x!r}")
-    return int(x)
-
-
 def _generator_for(generator, device):
     """A generator usable on ``device``: a CPU generator on a CUDA device seeds a fresh CUDA
     generator from one draw, so a seeded run stays repeatable."""
@@ -103,8 +70,8 @@ def _generator_for(generator, device):
     if isinstance(generator, (int, np.integer)) and not isinstance(generator, bool):
         return torch.Generator(device=device).manual_seed(int(generator))
     if not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator must be a torch.Generator, an int seed or None, "
-                         f"got {generator!r}")
+        raise TypeError(f"generator must be a torch.Generator, an int seed or None, "
+                        f"got {generator!r}")
     if torch.device(generator.device).type != torch.device(device).type:
         seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
         return torch.Generator(device=device).manual_seed(seed)
@@ -137,12 +104,12 @@ def levy_motion(alpha, T, steps, n_paths=1, beta=0.0, dim=1, generator=None, dev
     Tensor of shape ``[n_paths, steps + 1]`` (``dim == 1``) or ``[n_paths, steps + 1, dim]``,
     starting at 0.
     """
-    a = _check_alpha(alpha)
-    b = _check_beta(beta)
-    T = _check_pos(T, "T")
-    steps = _check_int(steps, "steps")
-    n_paths = _check_int(n_paths, "n_paths")
-    dim = _check_int(dim, "dim")
+    a = check_real("alpha", alpha, low=0, high=2, low_open=True)
+    b = check_real("beta", beta, low=-1, high=1)
+    T = check_real("T", T, low=0, low_open=True)
+    steps = check_int("steps", steps, low=1)
+    n_paths = check_int("n_paths", n_paths, low=1)
+    dim = check_int("dim", dim, low=1)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype)
     gen = _generator_for(generator, dev)
@@ -224,7 +191,7 @@ class MultiWell(_Potential1D):
 
     def __post_init__(self):
         mins, maxs = _check_critical(self.minima, self.maxima, min_minima=1)
-        _check_pos(self.kappa, "kappa")
+        check_real("kappa", self.kappa, low=0, low_open=True)
         object.__setattr__(self, "minima", tuple(mins))
         object.__setattr__(self, "maxima", tuple(maxs))
         d1 = np.poly(np.array(sorted(mins + maxs))) * float(self.kappa)  # f' vanishes at all of them
@@ -279,11 +246,8 @@ class DoubleWell(_Potential1D):
     _coefs: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        m1, m2 = float(self.m1), float(self.m2)
-        if not m1 < 0:
-            raise ValueError(f"m1 must be in (-inf, 0), got {self.m1!r}")
-        if not m2 > 0:
-            raise ValueError(f"m2 must be in (0, inf), got {self.m2!r}")
+        m1 = check_real("m1", self.m1, high=0, high_open=True)
+        m2 = check_real("m2", self.m2, low=0, low_open=True)
         base = np.poly([m1, 0.0, m2])
         A = [abs(np.polyval(np.polyint(base), m)) for m in (m1, m2)]
         cub = np.polymul(base, [1.0, 0.0, 0.0])
@@ -293,7 +257,7 @@ class DoubleWell(_Potential1D):
         else:
             H = [self.depth1 if self.depth1 is not None else A[0],
                  self.depth2 if self.depth2 is not None else A[1]]
-            H = [_check_pos(h, f"depth{i + 1}") for i, h in enumerate(H)]
+            H = [check_real(f"depth{i + 1}", h, low=0, low_open=True) for i, h in enumerate(H)]
             kappa = min(H[0] / A[0], H[1] / A[1])
             g = tuple(max(0.0, (H[i] / kappa - A[i]) / B[i]) for i in range(2))
         object.__setattr__(self, "m1", m1)
@@ -417,10 +381,8 @@ class Separable:
     def basin_interval(self, i: int):
         """``(lo, hi)``: per-coordinate bounds (lists of d floats) of the box basin ``i``."""
         sizes = [q.n_basins for q in self.parts]
-        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or \
-                not 0 <= i < self.n_basins:
-            raise ValueError(f"i must be an integer in [0, {self.n_basins - 1}], got {i!r}")
-        digits = list(np.unravel_index(int(i), sizes))
+        i = check_int("i", i, low=0, high=self.n_basins - 1)
+        digits = list(np.unravel_index(i, sizes))
         box = [q.basin_interval(int(d)) for q, d in zip(self.parts, digits)]
         return [b[0] for b in box], [b[1] for b in box]
 
@@ -474,9 +436,7 @@ class LevyRun:
         if self.basin_steps is None:
             raise ValueError("occupancy_ratio needs a run with record='occupancy' or 'both'")
         r = self.basin_steps.shape[1]
-        for name, v in (("i", i), ("j", j)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < r:
-                raise ValueError(f"{name} must be an integer in [0, {r - 1}], got {v!r}")
+        i, j = check_int("i", i, low=0, high=r - 1), check_int("j", j, low=0, high=r - 1)
         a = self.basin_steps[:, i].double()
         b = self.basin_steps[:, j].double()
         ratio = float(a.sum() / b.sum())
@@ -657,21 +617,18 @@ def simulate(potential, alpha, eps, dt, steps, n_paths, w0, beta=0.0, record="ex
     -------
     :class:`LevyRun`
     """
-    a = _check_alpha(alpha)
-    b = _check_beta(beta)
-    eps = _check_pos(eps, "eps", strict=False)
-    dt = _check_pos(dt, "dt")
-    steps = _check_int(steps, "steps")
-    n_paths = _check_int(n_paths, "n_paths")
-    max_abs = _check_pos(max_abs, "max_abs")
-    if record not in ("exit", "occupancy", "both"):
-        raise ValueError(f"record must be one of 'exit', 'occupancy', 'both', got {record!r}")
+    a = check_real("alpha", alpha, low=0, high=2, low_open=True)
+    b = check_real("beta", beta, low=-1, high=1)
+    eps = check_real("eps", eps, low=0)
+    dt = check_real("dt", dt, low=0, low_open=True)
+    steps = check_int("steps", steps, low=1)
+    n_paths = check_int("n_paths", n_paths, low=1)
+    max_abs = check_real("max_abs", max_abs, low=0, low_open=True)
+    record = check_choice("record", record, ("exit", "occupancy", "both"))
     want_exit = record in ("exit", "both")
     want_occ = record in ("occupancy", "both")
-    snap_steps = sorted({int(s) for s in snapshots}) if snapshots is not None else []
-    for s in snap_steps:
-        if not 0 <= s <= steps:
-            raise ValueError(f"snapshots must lie in [0, steps={steps}], got {s}")
+    snap_steps = sorted({check_int("snapshots entry", s, low=0, high=steps)
+                         for s in snapshots}) if snapshots is not None else []
     dev = resolve_device(device, w0)
     dtp = resolve_dtype(dtype, w0)
     gen = _generator_for(generator, dev)
@@ -766,7 +723,7 @@ def levy_measure_constant(alpha) -> float:
     r""":math:`c_\alpha = \Gamma(1+\alpha)\sin(\pi\alpha/2)/\pi`: the Lévy measure of SαS(1)
     (:math:`E e^{i\omega X} = e^{-|\omega|^\alpha}`) is :math:`c_\alpha|y|^{-1-\alpha}dy`, so
     :math:`P(X > x) \sim c_\alpha x^{-\alpha}/\alpha`. 0 at α = 2 (no jumps)."""
-    a = _check_alpha(alpha)
+    a = check_real("alpha", alpha, low=0, high=2, low_open=True)
     return 0.0 if a == 2.0 else math.gamma(1 + a) * math.sin(math.pi * a / 2) / math.pi
 
 
@@ -807,9 +764,7 @@ def transition_rates(minima, maxima, alpha, eps=None, dtype=torch.float64):
     -------
     Tensor [r, r] (float64)
     """
-    a = _check_alpha(alpha)
-    if a == 2.0:
-        raise ValueError("alpha must be in (0, 2) for jump rates, got 2.0")
+    a = check_real("alpha", alpha, low=0, high=2, low_open=True, high_open=True)  # jumps
     mins, maxs = _check_critical(minima, maxima)
     r = len(mins)
     s = [-math.inf] + maxs + [math.inf]
@@ -824,7 +779,7 @@ def transition_rates(minima, maxima, alpha, eps=None, dtype=torch.float64):
                 Q[i, j] = abs(inv(s[j] - m) - inv(s[j + 1] - m)) / a
         Q[i, i] = -Q[i].sum()
     if eps is not None:
-        e = _check_pos(eps, "eps")
+        e = check_real("eps", eps, low=0, low_open=True)
         Q = Q * (e ** a * levy_measure_constant(a))
     return Q
 
@@ -851,8 +806,7 @@ def mean_exit_time(minima, maxima, alpha, eps, basin=0):
     """
     Q = transition_rates(minima, maxima, alpha, eps=eps)
     r = Q.shape[0]
-    if isinstance(basin, bool) or not isinstance(basin, (int, np.integer)) or not 0 <= basin < r:
-        raise ValueError(f"basin must be an integer in [0, {r - 1}], got {basin!r}")
+    basin = check_int("basin", basin, low=0, high=r - 1)
     return float(-1.0 / Q[basin, basin])
 
 
@@ -874,8 +828,10 @@ def kramers_exit_time(barrier_height, curvature_min, curvature_max, eps):
     curvature_max : f''(s) (sign ignored, nonzero)
     eps : noise scale ε > 0
     """
-    H = _check_pos(barrier_height, "barrier_height")
-    k1 = _check_pos(curvature_min, "curvature_min")
-    k2 = _check_pos(abs(float(curvature_max)), "curvature_max")
-    e = _check_pos(eps, "eps")
+    H = check_real("barrier_height", barrier_height, low=0, low_open=True)
+    k1 = check_real("curvature_min", curvature_min, low=0, low_open=True)
+    k2 = abs(check_real("curvature_max", curvature_max))
+    if k2 == 0.0:
+        raise ValueError(f"curvature_max must be a nonzero finite number, got {curvature_max!r}")
+    e = check_real("eps", eps, low=0, low_open=True)
     return 2 * math.pi / math.sqrt(k1 * k2) * math.exp(H / e ** 2)

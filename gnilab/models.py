@@ -11,11 +11,12 @@ Conventions follow the papers:
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Union
 
 import torch
 from torch import nn
+
+from ._validation import check_choice, check_int, check_real
 
 __all__ = ["MLP", "ConvSmall", "count_parameters", "ACTIVATIONS"]
 
@@ -36,12 +37,6 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def _check_positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 def _apply_init(model: nn.Module, init: Init) -> None:
     """``None``/``"default"``: PyTorch's default initialisation. A float ``s`` or ``"normal"``
     (s = 0.02): weights and biases ~ N(0, s²). ``"xavier"``/``"kaiming"``: the named scheme on
@@ -56,12 +51,11 @@ def _apply_init(model: nn.Module, init: Init) -> None:
     if init == "normal":
         init = 0.02
     if isinstance(init, (int, float)) and not isinstance(init, bool):
-        if not (init > 0 and math.isfinite(init)):
-            raise ValueError(f"init standard deviation must be positive and finite, got {init!r}")
+        std = check_real("init", init, low=0, low_open=True)   # a standard deviation
         with torch.no_grad():
             for m in layers:
                 for p in m.parameters():
-                    p.normal_(0.0, float(init))
+                    p.normal_(0.0, std)
         return
     schemes = {"xavier": nn.init.xavier_normal_,
                "kaiming": lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu")}
@@ -96,12 +90,11 @@ class MLP(nn.Sequential):
     def __init__(self, in_features: int, width: int, depth: int, out_features: int, *,
                  activation: str = "relu", bias: bool = True, init: Init = None,
                  device=None, dtype=None):
-        _check_positive_int(in_features, "in_features")
-        _check_positive_int(width, "width")
-        _check_positive_int(depth, "depth")
-        _check_positive_int(out_features, "out_features")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        in_features = check_int("in_features", in_features, low=1)
+        width = check_int("width", width, low=1)
+        depth = check_int("depth", depth, low=1)
+        out_features = check_int("out_features", out_features, low=1)
+        check_choice("activation", activation, ACTIVATIONS)
         sizes = [in_features] + [width] * (depth - 1) + [out_features]
         layers: list[nn.Module] = [nn.Flatten()]
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -125,8 +118,8 @@ class ConvSmall(nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 10, *, init: Init = 0.02,
                  device=None, dtype=None):
         super().__init__()
-        _check_positive_int(in_channels, "in_channels")
-        _check_positive_int(num_classes, "num_classes")
+        in_channels = check_int("in_channels", in_channels, low=1)
+        num_classes = check_int("num_classes", num_classes, low=1)
         kw = dict(device=device, dtype=dtype)
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 10, 5, **kw), nn.MaxPool2d(2), nn.ReLU(),

@@ -611,7 +611,7 @@ def test_corrupt_labels():
     kept = int((allnew == big).sum())
     assert allmask.all() and abs(kept - 1000) < 5 * math.sqrt(10000 * 0.1 * 0.9)
     for k in (-1, 1001):
-        with pytest.raises(ValueError, match="k must be in"):
+        with pytest.raises(ValueError, match=r"k must be an integer in \[0, 1000\]"):
             corrupt_labels(y, k, 10)
     with pytest.raises(ValueError, match="num_classes"):
         corrupt_labels(y, 5, 5)  # labels up to 9

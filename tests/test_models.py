@@ -38,10 +38,14 @@ def test_mlp_depth_one_is_linear():
 @pytest.mark.parametrize("kwargs,name", [
     (dict(in_features=0, width=3, depth=2, out_features=2), "in_features"),
     (dict(in_features=3, width=3, depth=0, out_features=2), "depth"),
-    (dict(in_features=3, width=2.5, depth=2, out_features=2), "width"),
     (dict(in_features=3, width=3, depth=2, out_features=2, activation="swish"), "activation"),
     (dict(in_features=3, width=3, depth=2, out_features=2, init=-1.0), "init"),
 ])
 def test_bad_arguments_are_named(kwargs, name):
     with pytest.raises(ValueError, match=name):
         MLP(**kwargs)
+
+
+def test_non_integer_size_is_a_type_error():
+    with pytest.raises(TypeError, match=r"width must be an integer >= 1, got 2\.5"):
+        MLP(3, 2.5, 2, 2)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from gnilab import data, levy
 from gnilab._validation import (check_bool, check_choice, check_int, check_real,
                                 check_tensor_range)
 
@@ -188,3 +189,80 @@ def test_check_tensor_range_reimplements_stable_validate_messages():
         with pytest.raises(ValueError) as info:
             check_tensor_range(name, t, **kw)
         assert str(info.value) == message
+
+
+# ------------------------------------------------------------------------------------------
+# the public functions share the rule
+# ------------------------------------------------------------------------------------------
+def _simulate(**kw):
+    args = dict(alpha=1.5, eps=0.1, dt=0.01, steps=5, n_paths=4, w0=-1.0, progress=False)
+    args.update(kw)
+    return levy.simulate(levy.Quartic(), **args)
+
+
+def test_levy_simulate_type_and_value_errors():
+    with pytest.raises(TypeError, match=r"n_paths must be an integer >= 1, got 2\.5"):
+        _simulate(n_paths=2.5)
+    with pytest.raises(ValueError, match=r"^n_paths must be an integer >= 1, got 0$"):
+        _simulate(n_paths=0)
+    with pytest.raises(TypeError, match="steps must be an integer"):
+        _simulate(steps=True)
+    with pytest.raises(TypeError, match=r"alpha must be a number in \(0, 2\]"):
+        _simulate(alpha="1.5")
+    with pytest.raises(ValueError, match=r"^alpha must be a number in \(0, 2\], got 2\.5$"):
+        _simulate(alpha=2.5)
+    with pytest.raises(ValueError, match=r"^eps must be a finite number >= 0, got nan$"):
+        _simulate(eps=math.nan)
+    with pytest.raises(ValueError, match=r"^dt must be a finite number > 0, got inf$"):
+        _simulate(dt=math.inf)
+    with pytest.raises(TypeError, match="snapshots entry must be an integer"):
+        _simulate(snapshots=[1.5])
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        _simulate(generator="seed")
+    assert _simulate(n_paths=np.int64(4), steps=np.int32(5)).exit_times.shape == (4,)
+
+
+def test_levy_theory_functions_share_the_rule():
+    with pytest.raises(ValueError, match=r"^alpha must be a number in \(0, 2\), got 2\.0$"):
+        levy.transition_rates((-1.0, 1.0), (0.0,), 2.0)
+    with pytest.raises(TypeError, match="basin must be an integer"):
+        levy.mean_exit_time((-1.0, 1.0), (0.0,), 1.5, 0.1, basin=0.0)
+    with pytest.raises(ValueError, match=r"^basin must be an integer in \[0, 1\], got 2$"):
+        levy.mean_exit_time((-1.0, 1.0), (0.0,), 1.5, 0.1, basin=2)
+    with pytest.raises(ValueError, match="curvature_max must be a nonzero"):
+        levy.kramers_exit_time(0.25, 2.0, 0.0, 0.1)
+    with pytest.raises(TypeError, match="depth1 must be a finite number > 0"):
+        levy.DoubleWell(-1.0, 2.0, depth1="deep")
+    with pytest.raises(ValueError, match=r"^m2 must be a finite number > 0, got -2\.0$"):
+        levy.DoubleWell(-1.0, -2.0)
+
+
+def test_data_functions_share_the_rule():
+    with pytest.raises(TypeError, match=r"n must be an integer >= 1, got 2\.5"):
+        data.make_separable_2d(2.5)
+    with pytest.raises(ValueError, match=r"^n must be an integer >= 1, got 0$"):
+        data.make_separable_2d(0)
+    with pytest.raises(TypeError, match="theta must be a finite number"):
+        data.make_rotated_gaussian_2d(10, theta="pi")
+    with pytest.raises(ValueError, match=r"^theta must be a finite number, got inf$"):
+        data.make_rotated_gaussian_2d(10, theta=math.inf)
+    with pytest.raises(TypeError, match=r"stds\[0\] must be a finite number > 0"):
+        data.make_rotated_gaussian_2d(10, stds=("a", 1.0))
+    with pytest.raises(ValueError, match="stds must be a pair"):
+        data.make_rotated_gaussian_2d(10, stds=(1.0, 1.0, 1.0))
+    with pytest.raises(TypeError, match="noise_std must be a finite number >= 0"):
+        data.make_linear_regression(10, 2, noise_std=None)
+    with pytest.raises(TypeError, match="k must be an integer"):
+        data.corrupt_labels(torch.arange(10) % 2, 2.0, 2)
+    with pytest.raises(TypeError, match="exclude_true must be a bool"):
+        data.corrupt_labels(torch.arange(10) % 2, 2, 2, exclude_true=1)
+    with pytest.raises(TypeError, match="seed must be an integer >= 0"):
+        data.load_mnist1d(seed=1.0)
+    with pytest.raises(ValueError, match=r"^num_samples must be an integer >= 10, got 5$"):
+        data.load_mnist1d(num_samples=5)
+    with pytest.raises(TypeError, match="limit must be an integer >= 1"):
+        data.load_mnist("train", limit=10.0)
+    ds = data.make_separable_2d(10, generator=torch.Generator().manual_seed(0), device="cpu")
+    with pytest.raises(TypeError, match="shuffle must be a bool"):
+        ds.batches(2, shuffle=1)
+    assert [len(b) for b in ds.batches(np.int64(5), shuffle=False)] == [5, 5]
