@@ -21,6 +21,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from ._validation import check_choice, check_int
+
 __all__ = [
     "SCALES",
     "get_device",
@@ -38,9 +40,7 @@ _scale_override: Optional[str] = None
 
 
 def _check_scale(scale: str, name: str) -> str:
-    if scale not in SCALES:
-        raise ValueError(f"{name} must be one of {SCALES}, got {scale!r}")
-    return scale
+    return check_choice(name, scale, SCALES)
 
 
 def get_scale() -> str:
@@ -106,9 +106,7 @@ def seed_everything(seed: int = 0) -> torch.Generator:
 
     A seeded CPU run is bit-for-bit repeatable.
     """
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    seed = int(seed)
+    seed = check_int("seed", seed, low=0)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

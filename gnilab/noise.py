@@ -16,6 +16,7 @@ from typing import Callable, Optional, Union
 import torch
 from torch import nn
 
+from ._validation import check_choice, check_int
 from .train import Callback, get_loss
 
 __all__ = [
@@ -40,8 +41,7 @@ def flat_grad(model: nn.Module, loss: torch.Tensor) -> torch.Tensor:
 
 
 def _partition(n: int, batch_size: int, shuffle: bool, generator, device) -> torch.Tensor:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n:
-        raise ValueError(f"batch_size must be an integer in [1, {n}] (the data size), got {batch_size!r}")
+    batch_size = check_int("batch_size", batch_size, low=1, high=n)   # at most the data size
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     num_batches = n // batch_size
     return order[: num_batches * batch_size].view(num_batches, batch_size).to(device)
@@ -92,11 +92,9 @@ def minibatch_gradients(model: nn.Module, data, batch_size: int,
     faster at b = 10 and slower for convolutional models at b ≥ 100
     (``benchmarks/bench_noise.py``).
     """
-    if method not in ("auto", "vmap", "loop"):
-        raise ValueError(f"method must be 'auto', 'vmap' or 'loop', got {method!r}")
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
-                                   or chunk_size < 1):
-        raise ValueError(f"chunk_size must be None or an integer >= 1, got {chunk_size!r}")
+    check_choice("method", method, ("auto", "vmap", "loop"))
+    if chunk_size is not None:
+        chunk_size = check_int("chunk_size", chunk_size, low=1)
     loss_fn = get_loss(loss)
     index = _partition(len(data.y), batch_size, shuffle, generator, data.x.device)
     was_training = model.training
@@ -240,8 +238,7 @@ def probe(data, batch_size: int, every: int, loss: Union[str, Callable] = "cross
     land in ``result.records`` with a ``step`` column. Steps before ``start`` are skipped (the
     noise matrix is the expensive part of a run).
     """
-    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-        raise ValueError(f"start must be a non-negative integer, got {start!r}")
+    start = check_int("start", start, low=0)
 
     def measure(step: int, model: nn.Module) -> Optional[dict]:
         if step < start:

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._validation import check_choice, check_int, check_real
+
 __all__ = ["LOSSES", "get_loss", "evaluate", "Callback", "TrainResult", "train"]
 
 
@@ -97,8 +99,7 @@ class Callback:
     fn: Callable[[int, nn.Module], Optional[dict]]
 
     def __post_init__(self):
-        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
-            raise ValueError(f"Callback.every must be an integer >= 1, got {self.every!r}")
+        check_int("Callback.every", self.every, low=1)
 
 
 @dataclass
@@ -183,19 +184,14 @@ def train(model: nn.Module, data, *, steps: int, lr: float, batch_size: Optional
         Show a tqdm bar (hidden automatically in non-interactive logs).
     """
     n = len(data.y)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                   or batch_size < 1):
-        raise ValueError(f"batch_size must be None (full batch) or an integer >= 1, got {batch_size!r}")
-    if sampling not in ("shuffle", "independent", "cycle"):
-        raise ValueError(f"sampling must be 'shuffle', 'independent' or 'cycle', got {sampling!r}")
+    steps = check_int("steps", steps, low=0)
+    lr = check_real("lr", lr, low=0, low_open=True)
+    if batch_size is not None:   # None: full batch
+        batch_size = check_int("batch_size", batch_size, low=1)
+    check_choice("sampling", sampling, ("shuffle", "independent", "cycle"))
     if eval_every is None:
         eval_every = max(1, steps // 50)
-    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
-        raise ValueError(f"eval_every must be an integer >= 1, got {eval_every!r}")
+    eval_every = check_int("eval_every", eval_every, low=1)
     callbacks = [c if isinstance(c, Callback) else Callback(*c) for c in callbacks]
     loss_fn = get_loss(loss)
     eval_data = data if eval_data is None else eval_data

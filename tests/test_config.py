@@ -38,9 +38,14 @@ def test_same_seed_gives_identical_cpu_results():
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and torch.equal(a[2], b[2])
 
 
-@pytest.mark.parametrize("seed", [-1, 1.5, "0", True])
-def test_seed_must_be_a_non_negative_integer(seed):
+def test_seed_must_be_a_non_negative_integer():
     with pytest.raises(ValueError, match="seed"):
+        config.seed_everything(-1)
+
+
+@pytest.mark.parametrize("seed", [1.5, "0", True])
+def test_seed_of_another_type_is_a_type_error(seed):
+    with pytest.raises(TypeError, match="seed"):
         config.seed_everything(seed)
 
 

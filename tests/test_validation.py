@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from gnilab import data, levy
+from gnilab import config, data, levy, models, noise, train
 from gnilab._validation import (check_bool, check_choice, check_int, check_real,
                                 check_tensor_range)
 
@@ -266,3 +266,22 @@ def test_data_functions_share_the_rule():
     with pytest.raises(TypeError, match="shuffle must be a bool"):
         ds.batches(2, shuffle=1)
     assert [len(b) for b in ds.batches(np.int64(5), shuffle=False)] == [5, 5]
+
+
+def test_models_train_noise_config_share_the_rule():
+    with pytest.raises(TypeError, match="depth must be an integer >= 1"):
+        models.MLP(3, 4, "2", 2)
+    with pytest.raises(ValueError, match=r"^num_classes must be an integer >= 1, got 0$"):
+        models.ConvSmall(num_classes=0)
+    with pytest.raises(ValueError, match=r"^init must be a finite number > 0, got nan$"):
+        models.MLP(3, 4, 2, 2, init=math.nan)
+    with pytest.raises(ValueError, match="activation must be one of 'relu', 'tanh'"):
+        models.MLP(3, 4, 2, 2, activation="swish")
+    with pytest.raises(TypeError, match="Callback.every must be an integer >= 1"):
+        train.Callback(1.0, lambda step, model: None)
+    with pytest.raises(TypeError, match="start must be an integer >= 0"):
+        noise.probe(None, 10, every=5, start=0.5)
+    with pytest.raises(ValueError, match=r"^start must be an integer >= 0, got -1$"):
+        noise.probe(None, 10, every=5, start=-1)
+    with pytest.raises(ValueError, match="scale must be one of 'fast', 'default', 'paper'"):
+        config.set_scale("huge")
