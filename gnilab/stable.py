@@ -61,6 +61,7 @@ from torch.distributions import Distribution, constraints
 from torch.distributions.utils import broadcast_all
 
 from . import _stable_density as _sd
+from ._validation import check_choice, check_real, check_tensor_range
 from .config import resolve_device, resolve_dtype
 
 __all__ = [
@@ -86,29 +87,17 @@ _PARAMS = ("S0", "S1")
 # validation and conversions
 # =============================================================================================
 def _check_param(param) -> int:
-    if param not in _PARAMS:
-        raise ValueError(f"param must be one of {_PARAMS}, got {param!r}")
-    return 0 if param == "S0" else 1
-
-
-def _vals(t) -> str:
-    a = t.detach().cpu().reshape(-1) if isinstance(t, torch.Tensor) else np.asarray(t).reshape(-1)
-    s = ", ".join(f"{float(v):g}" for v in a[:4])
-    return s + (", ..." if a.shape[0] > 4 else "")
+    return 0 if check_choice("param", param, _PARAMS) == "S0" else 1
 
 
 def _validate(alpha, beta, scale=None, loc=None):
-    """Raise ValueError naming the argument, its value and the allowed range."""
-    def bad(name, t, ok, rng):
-        okm = ok(t)
-        if not bool(torch.all(okm)):
-            raise ValueError(f"{name} must be {rng}, got {_vals(t[~okm] if t.dim() else t)}")
-    bad("alpha", alpha, lambda t: (t > 0) & (t <= 2), "in (0, 2]")
-    bad("beta", beta, lambda t: (t >= -1) & (t <= 1), "in [-1, 1]")
+    """Raise ValueError naming the argument, its values and the allowed range (tensors)."""
+    check_tensor_range("alpha", alpha, low=0, high=2, low_open=True)
+    check_tensor_range("beta", beta, low=-1, high=1)
     if scale is not None:
-        bad("scale", scale, lambda t: (t > 0) & torch.isfinite(t), "finite and > 0")
+        check_tensor_range("scale", scale, low=0, low_open=True)
     if loc is not None:
-        bad("loc", loc, torch.isfinite, "finite")
+        check_tensor_range("loc", loc)
 
 
 def _as_tensor(x, dtype=None, device=None):
@@ -984,8 +973,7 @@ def fit(x, method: str = "mle", param: str = "S1") -> StableFit:
     StableFit
     """
     k = _check_param(param)
-    if method not in ("mle", "quantile", "ecf"):
-        raise ValueError(f"method must be one of ('mle', 'quantile', 'ecf'), got {method!r}")
+    check_choice("method", method, ("mle", "quantile", "ecf"))
     x = _as_sample(x)
     if x.shape[0] < 5:
         raise ValueError(f"x must have at least 5 values for a stable fit, got {x.shape[0]}")
@@ -1070,10 +1058,9 @@ def tail_index(x, k1: Optional[int] = None, method: str = "mohammadi", ci: Optio
 
     Torch tensors are used where they are (CUDA included); numpy/float input works too.
     """
-    if method not in ("mohammadi", "hill"):
-        raise ValueError(f"method must be one of ('mohammadi', 'hill'), got {method!r}")
-    if ci is not None and not (0 < ci < 1):
-        raise ValueError(f"ci must be in (0, 1) or None, got {ci!r}")
+    check_choice("method", method, ("mohammadi", "hill"))
+    if ci is not None:
+        check_real("ci", ci, 0, 1, low_open=True, high_open=True)
     X = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64))
     if not X.is_floating_point():
         X = X.double()
