@@ -251,16 +251,26 @@ def _locate(K):
         step = torch.clamp(-ell / l1, -10.0, 10.0)
         step = torch.where(torch.isfinite(step), step, torch.zeros_like(step))
         u = torch.clamp(st["u"] + step, -_UMAX, _UMAX)
-        done = (step.abs() < 1e-3) | (u.abs() >= _UMAX)
+        # Next to an end point log g levels off (the light tails, g > 1 everywhere): there the
+        # u-slope decays like e^-|u|, so log g can change by about |l1| before the end. An
+        # iterate moving outwards with |ell| > 100 |l1| has no root ahead; stop it (else it
+        # oscillates on rounding noise in l1). A root far out still has |ell| < |l1| near it.
+        flat = (st["u"].abs() > 20) & (step * st["u"] > 0) & (ell.abs() > 100 * l1.abs())
+        done = (step.abs() < 1e-3) | (u.abs() >= _UMAX) | flat
         return {"u": u}, done
     st = {"u": torch.zeros(m, dtype=dt, device=dev), "i": torch.arange(m, device=dev)}
     st = _active_loop(st, step1, 80)
     u_root = st["u"]
     # phase 2: maximise log F (bracketed Newton on d log F/du; start at the root of log g,
-    # or at u = 0 when g > 1 everywhere, the light tail of beta = +-1)
+    # or, when g > 1 everywhere (the light tails of beta = +-1), next to the end point where
+    # log g levels off at ell_r: log g - ell_r grows like phi^2 ~ e^(2|u|) there, which puts
+    # the peak of log g - g + log(dphi/du) at |u| ~ ell_r/2 + 1)
     ell_r, _, _, _, l1_r, _ = _ell(u_root, K, True)
     has_root = (ell_r.abs() < 5.0) & ((ell_r / l1_r).abs() < 1e-2) & (u_root.abs() < _UMAX - 1)
-    u0 = torch.where(has_root, u_root, torch.zeros_like(u_root))
+    end_peak = torch.sign(u_root) * (ell_r.clamp(min=0) / 2 + 1)
+    u0 = torch.where(has_root, u_root, torch.where(u_root == 0, u_root, end_peak))
+    # log g above the exp range everywhere: log f < -1.8e308, i.e. -inf; nothing to locate
+    active = ~(~has_root & (ell_r > 745.0))
 
     def step2(st):
         Ks = K.take(st["i"])
@@ -271,15 +281,17 @@ def _locate(K):
         lo = torch.where(d1 > 0, u, lo)
         hi = torch.where(d1 > 0, hi, u)
         un = u - d1 / d2
-        ok = (d2 < 0) & torch.isfinite(un) & (un > lo) & (un < hi) & ((un - u).abs() < 10)
+        # steps of at most 2 (as the walk): a longer Newton step from the root of log g can
+        # land where g overflows, and from there Newton crawls back 0.002 a step
+        ok = (d2 < 0) & torch.isfinite(un) & (un > lo) & (un < hi) & ((un - u).abs() < 2)
         walk = torch.sign(d1) * torch.clamp(1 / l1.abs().clamp(min=1e-300), max=2.0)
         fb = torch.where(torch.isfinite(lo) & torch.isfinite(hi), 0.5 * (lo + hi), u + walk)
         un = torch.where(ok, un, fb).clamp(-_UMAX, _UMAX)
         done = ((un - u).abs() < 1e-6 * (1 + 0 * u)) | ((hi - lo) < 1e-9)
         return {"u": un, "lo": lo, "hi": hi}, done
     st = {"u": u0.clamp(-_UMAX + 10, _UMAX - 10), "lo": torch.full_like(u0, -math.inf),
-          "hi": torch.full_like(u0, math.inf), "i": torch.arange(m, device=dev)}
-    st = _active_loop(st, step2, 60)
+          "hi": torch.full_like(u0, math.inf), "i": active.nonzero().squeeze(1)}
+    st = _active_loop(st, step2, 60) if bool(active.any()) else st
     c = st["u"]
     f0, _, d2, _, _ = _logF_d(c, K)
     sig = torch.clamp(1 / torch.sqrt(torch.clamp(-d2, min=1e-300)), max=1.0)
@@ -311,8 +323,8 @@ def _locate(K):
         Dn = torch.where(done, D, Dn)
         return {"D": Dn, "lo": lo, "hi": hi}, done
     st = {"D": 4 * sig2, "lo": torch.zeros_like(sig2), "hi": torch.full_like(sig2, math.inf),
-          "i": torch.arange(2 * m, device=dev)}
-    st = _active_loop(st, step3, 60)
+          "i": torch.cat([active, active]).nonzero().squeeze(1)}
+    st = _active_loop(st, step3, 60) if bool(active.any()) else st
     D = torch.maximum(st["D"], 2 * sig2)
     # points whose log-density is below the float range (g = inf everywhere) come out -inf;
     # keep their nodes finite
@@ -432,19 +444,21 @@ def _quad_cdf(K, n=_N_NODES):
 def _tail_series_logpdf(x1, a, b, nterms=8):
     """Zolotarev's expansion of the S1 density for x1 -> +inf (alpha != 1):
     f(x) ~ (1/pi) sum_k (-1)^{k+1} Gamma(k alpha + 1)/k! gamma^k sin(k alpha Phi) x^{-k alpha - 1},
-    gamma = (1 + beta^2 tan^2(pi alpha/2))^{1/2}; used only where x^{-alpha} gamma < 1e-6."""
+    gamma = (1 + beta^2 tan^2(pi alpha/2))^{1/2}; used only where x^{-alpha} gamma < 1e-6 and
+    not on the light side (alpha > 1, beta = -1, where sin(alpha Phi) = 0). Summed relative to
+    the leading term, so the log stays exact where the density itself underflows."""
     s = torch.sin(PI * a / 2)
     c = torch.cos(PI * a / 2)
     t = b * s / c
-    gam = torch.sqrt(1 + t * t)
+    lgam = 0.5 * torch.log1p(t * t)
     aPhi = PI * a / 2 + torch.atan(t)
     lx = torch.log(x1)
-    tot = torch.zeros_like(x1)
-    for k in range(1, nterms + 1):
-        lg = torch.lgamma(k * a + 1) - math.lgamma(k + 1) + k * torch.log(gam) - k * a * lx
-        term = (-1) ** (k + 1) * torch.exp(lg) * torch.sin(k * aPhi)
-        tot = tot + term
-    return torch.log(tot.clamp(min=1e-300)) - lx - _LOG_PI
+    lg1 = torch.lgamma(a + 1) + lgam - a * lx
+    rel = torch.sin(aPhi)
+    for k in range(2, nterms + 1):
+        lgk = torch.lgamma(k * a + 1) - math.lgamma(k + 1) + k * (lgam - a * lx)
+        rel = rel + (-1) ** (k + 1) * torch.exp(lgk - lg1) * torch.sin(k * aPhi)
+    return lg1 + torch.log(rel) - lx - _LOG_PI
 
 
 _ALPHA1_TERMS = 12
@@ -482,9 +496,11 @@ def _alpha1_series(x, b, kind="pdf", n_terms=_ALPHA1_TERMS):
     and :math:`(1+\beta)/(\pi x)`. The s-derivatives come from the power series of
     :math:`\exp` of the Taylor series of :math:`\log\Gamma` (polygamma constants). With 12
     terms it agrees with the quadrature and with 30-digit mpmath to ~1e-14 for x >= 30 (see
-    :func:`_alpha1_series_from`). Returns the value (not its log)."""
-    L = torch.log(x).to(torch.complex128 if x.dtype == torch.float64 else torch.complex64)
-    L = L + 1j * PI / 2
+    :func:`_alpha1_series_from`). Returns :math:`x^2 f(x)` (pdf) or :math:`x P(X>x)` (sf), so
+    that nothing underflows for huge x."""
+    lx = torch.log(x)
+    L = lx.to(torch.complex128 if x.dtype == torch.float64 else torch.complex64) + 1j * PI / 2
+    lead = 2 * lx if kind == "pdf" else lx          # factored out: x^-2 resp. x^-1
     ic = 1j * (2 * b / PI)
     tot = torch.zeros_like(L)
     for n, (psi, A) in enumerate(_alpha1_series_consts(n_terms, kind), start=1):
@@ -497,9 +513,9 @@ def _alpha1_series(x, b, kind="pdf", n_terms=_ALPHA1_TERMS):
             E.append(acc / k)
         inner = sum(math.comb(n, k) * math.factorial(k) * ic ** k * E[k] for k in range(n + 1))
         if kind == "pdf":            # Gamma(n + 1)/n! = 1
-            tot = tot + (-1) ** n * torch.exp(-(n + 1) * L) * inner
+            tot = tot + (-1) ** n * torch.exp(lead - (n + 1) * L) * inner
         else:                        # Gamma(n)/n! = 1/n
-            tot = tot + ((-1) ** n / n) * torch.exp(-n * L) * inner
+            tot = tot + ((-1) ** n / n) * torch.exp(lead - n * L) * inner
     return (tot.real if kind == "pdf" else tot.imag) / PI
 
 
@@ -578,11 +594,16 @@ def _logpdf_general(z, a, b, param, n):
     out = torch.full_like(z, -math.inf) + 0 * (xa + bb)
     # support: alpha < 1 and beta = -1 (after reflection) -> zero density
     outside = (a < 1) & (bb == -1)
-    zero = (xa < 1e-80) & ~outside
+    # next to x1 = 0 the closed form at 0, except at the support edge of alpha < 1, beta = 1,
+    # where the density vanishes like exp(-c x1^(-alpha/(1-alpha))): the quadrature follows
+    # that down to its underflow (x1 = 0 itself stays -inf)
+    edge = (a < 1) & (bb == 1)
+    zero = (xa < 1e-80) & ~outside & ~edge
     t = bb * torch.tan(PI * a / 2)
-    far = (xa.clamp(min=1e-300) ** (-a) * torch.sqrt(1 + t * t) < 1e-6) & ~outside & ~zero
+    far = (xa.clamp(min=1e-300) ** (-a) * torch.sqrt(1 + t * t) < 1e-6) & ~outside & ~zero \
+        & ~((a > 1) & (bb == -1))
     # beyond the reach of u (|u| <= 200) or where the series is exact to double precision
-    quad = ~outside & ~zero & ~far
+    quad = ~outside & ~zero & ~far & ~(edge & (xa == 0))
     if bool(zero.any()):
         i = zero.nonzero().squeeze(1)
         out = out.index_put((i,), _logpdf_at_zeta(a[i], bb[i]))
@@ -634,7 +655,8 @@ def _logpdf_one(x, b, n):
         q = ~far
         if bool(far.any()):
             j = far.nonzero().squeeze(1)
-            res = res.index_put((j,), torch.log(_alpha1_series(xs[j].abs(), bside[j])))
+            xj = xs[j].abs()
+            res = res.index_put((j,), torch.log(_alpha1_series(xj, bside[j])) - 2 * torch.log(xj))
         if bool(q.any()):
             j = q.nonzero().squeeze(1)
             K = _kernel_one(bs[j], xs[j])
@@ -739,7 +761,7 @@ def _cdf_one(x, b, n):
         u_ = torch.zeros_like(xs) + 0 * xs
         if bool(far.any()):
             j = far.nonzero().squeeze(1)
-            tail = _alpha1_series(xs[j].abs(), bside[j], "sf")
+            tail = _alpha1_series(xs[j].abs(), bside[j], "sf") / xs[j].abs()
             right = xs[j] > 0
             u_ = u_.index_put((j,), torch.where(right, tail, 1 - tail))
             l_ = l_.index_put((j,), torch.where(right, 1 - tail, tail))
