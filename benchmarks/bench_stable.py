@@ -6,6 +6,8 @@ Run (one process, prints every table, last line = ratios and the goal)::
     .venv/bin/python benchmarks/bench_stable.py --quick    # fewer repeats / smaller peer subsets
     .venv/bin/python benchmarks/bench_stable.py --threads 4
 
+PyLevy is a benchmark-only peer: ``.venv/bin/pip install -r benchmarks/requirements.txt``.
+
 Sections
 --------
 * sampling: 1e7 draws, gnilab vs ``scipy.stats.levy_stable.rvs`` and PyLevy ``levy.rvs``.
