@@ -50,15 +50,20 @@ How the integral is evaluated (all points at once, no per-point Python loop):
    ~1e-9, 40 ~1e-8 worst case on Nolan's table).
 
 The root finding works on the not-yet-converged points only; the quadrature runs in
-cache-sized blocks of points. The sums are formed relative to the located maximum of the
-integrand, so extreme tails neither underflow nor lose relative precision (log-densities far
-below the float range come out as -inf). The node positions are found with gradients switched off: the derivative of
+cache-sized blocks of points. The sums are formed relative to the largest node value of the
+integrand, so extreme tails neither underflow nor overflow and keep their relative precision
+in log f (in the light tails g reaches 1e70 and more, and log f is -g to 16 digits);
+log-densities below the double range come out as -inf. The node positions are found with gradients switched off: the derivative of
 the quadrature sum with respect to ``x`` and the parameters is then the (accurate) quadrature of
 the derivative of the integrand.
 
 Special cases handled separately: alpha = 2 (Gaussian, variance 2), alpha = 1 with beta = 0
-(Cauchy), ``|x1| < 1e-80`` (the closed form at x1 = 0), ``x1^-alpha * |1 + i beta tan| < 1e-6``
-(Zolotarev's asymptotic series, 8 terms, exact to double precision there),
+(Cauchy), ``|x1| < 1e-80`` (the closed form at x1 = 0; not at the support edge of alpha < 1,
+|beta| = 1, where the density vanishes like exp(-c x1^(-alpha/(1-alpha)))),
+``x1^-alpha * |1 + i beta tan| < 1e-6`` on a heavy side (Zolotarev's asymptotic series,
+8 terms, summed relative to its leading term), alpha = 1 with |x| beyond ~30 (a 12-term
+asymptotic series of the density and of the tail probability derived from the characteristic
+function, :func:`_alpha1_series`; the quadrature there loses ~1e-16 x/beta to cancellation),
 ``0 < |alpha - 1| < 1e-4`` and ``alpha = 1, 0 < |beta| < 1e-4`` (quadratic Lagrange
 interpolation in alpha resp. beta of the S0 density, which is smooth there, between nodes
 where the integral has no cancellation; the cancellation in
@@ -523,9 +528,9 @@ def _alpha1_series_from(b):
     """x beyond which :func:`_alpha1_series` is used for S1(1, beta) at x > 0: the neglected
     terms are about (3/x)^12 relative to the leading one, which carries the factor 1 + beta,
     so x >= 3 (1e13/(1 + beta))^(1/12), and at least 30 (checked against 30-digit mpmath
-    in the tests). On the light side of beta = -1 (1 + beta = 0) never."""
+    in the tests). On the light side of beta = -1 (1 + beta = 0 exactly) never."""
     onep = (1 + b).clamp(min=1e-300)
-    return torch.where(1 + b > 1e-12, torch.clamp(3 * (1e13 / onep) ** (1 / 12), min=30.0),
+    return torch.where(1 + b > 0, torch.clamp(3 * (1e13 / onep) ** (1 / 12), min=30.0),
                        torch.full_like(b, math.inf))
 
 
@@ -571,14 +576,14 @@ def _logpdf_near1(z, a, b, param, n):
     z0 = z - b * tan_ if param == 1 else z          # S0 coordinate
     h = _NEAR1
     nodes = (1 - h, 1.0, 1 + h)
-    vals = []
-    for an in nodes:
-        aa = torch.full_like(a, an)
-        vals.append(torch.exp(std_logpdf(z0, aa, b, 0, n)))
+    logs = [std_logpdf(z0, torch.full_like(a, an), b, 0, n) for an in nodes]
     e = (a - 1) / h
     w = (e * (e - 1) / 2, (1 - e) * (1 + e), e * (e + 1) / 2)
-    f = w[0] * vals[0] + w[1] * vals[1] + w[2] * vals[2]
-    return torch.log(f.clamp(min=0))
+    f = sum(wi * torch.exp(li) for wi, li in zip(w, logs))
+    # in the light tails interpolate log f itself: f underflows there (log f = -6e19 is
+    # finite), and log f is the smoother of the two in alpha
+    deep = torch.minimum(torch.minimum(logs[0], logs[1]), logs[2]) < -100
+    return torch.where(deep, sum(wi * li for wi, li in zip(w, logs)), torch.log(f.clamp(min=0)))
 
 
 def _reflect(z, a, b, param):
@@ -742,7 +747,8 @@ def _cdf_one(x, b, n):
     lo = torch.zeros_like(x) + 0 * (x + b)
     up = torch.zeros_like(x) + 0 * (x + b)
     cauchy = b == 0
-    gen = ~cauchy
+    small = (b != 0) & (b.abs() < 0.99 * _SMALLB)
+    gen = ~cauchy & ~small
     if bool(cauchy.any()):
         i = cauchy.nonzero().squeeze(1)
         xs = x[i]
@@ -751,6 +757,15 @@ def _cdf_one(x, b, n):
         lo_ = torch.atan2(torch.ones_like(xs), -xs) / PI
         lo = lo.index_put((i,), lo_)
         up = up.index_put((i,), up_)
+    if bool(small.any()):
+        # |beta| < 1e-4: quadratic interpolation in beta between -h, 0, h, as for the density
+        # (the kernel's exp(-pi x/(2 beta)) loses everything as beta -> 0)
+        i = small.nonzero().squeeze(1)
+        xs, e = x[i], b[i] / _SMALLB
+        pairs = [_cdf_one(xs, torch.full_like(xs, v), n) for v in (-_SMALLB, 0.0, _SMALLB)]
+        w = (e * (e - 1) / 2, (1 - e) * (1 + e), e * (e + 1) / 2)
+        lo = lo.index_put((i,), sum(wi * p[0] for wi, p in zip(w, pairs)))
+        up = up.index_put((i,), sum(wi * p[1] for wi, p in zip(w, pairs)))
     if bool(gen.any()):
         i, xs, bs, neg = _select_reflected(x, b, gen)
         # far tails by the series of P(X > x) (and of P(X < x) = P(-X > -x), -X ~ S1(1, -beta)),

@@ -42,6 +42,7 @@ against the quadrature on every panel of a sweep of laws, against Nolan's table 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from functools import lru_cache
 
 import numpy as np
@@ -256,10 +257,22 @@ class LogPdfInterpolant:
         return out
 
 
-@lru_cache(maxsize=64)
+_CACHE: "OrderedDict[tuple, LogPdfInterpolant]" = OrderedDict()
+_CACHE_SIZE = 64
+_BUILD_MIN = 2000     # a build costs ~1000-2500 quadrature points: worth it from this many
+
+
 def interpolant(alpha: float, beta: float) -> LogPdfInterpolant:
-    """The (cached) interpolant of S(alpha, beta); alpha in (0, 2), beta in [-1, 1]."""
-    return LogPdfInterpolant(alpha, beta)
+    """The interpolant of S(alpha, beta), built on first use and kept (least recently used
+    first out, 64 laws); alpha in (0, 2), beta in [-1, 1]."""
+    key = (float(alpha), float(beta))
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+    else:
+        _CACHE[key] = LogPdfInterpolant(*key)
+        if len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return _CACHE[key]
 
 
 def fast_path_applies(alpha: float, beta: float) -> bool:
@@ -269,9 +282,11 @@ def fast_path_applies(alpha: float, beta: float) -> bool:
 
 def std_logpdf_shared(z, alpha: float, beta: float, param: int):
     """log density of the standard law at z (flat tensor) for one (alpha, beta): the
-    interpolant where it applies, else the closed forms of the quadrature module."""
+    interpolant when the law is cached or there are at least ``_BUILD_MIN`` points to pay for
+    its build, else the quadrature (and the closed forms, alpha = 2 and the Cauchy law)."""
     zz = z.to(torch.float64)
-    if not fast_path_applies(alpha, beta):
+    key = (float(alpha), float(beta))
+    if not fast_path_applies(alpha, beta) or (key not in _CACHE and zz.numel() < _BUILD_MIN):
         a = torch.full_like(zz, alpha)
         b = torch.full_like(zz, beta)
         return _sd.std_logpdf(zz, a, b, param)

@@ -46,7 +46,11 @@ Contents
     parameter conversions.
 
 The density code (Nolan 1997 integral, peak-adapted Gauss–Legendre quadrature, series) lives in
-:mod:`gnilab._stable_density`.
+:mod:`gnilab._stable_density`. When every point shares one law (scalar alpha and beta, no
+gradient with respect to them: plots, likelihoods, the fits), ``log_prob``/``logpdf``/``pdf``
+use a piecewise Chebyshev interpolant of that law built once from the quadrature and cached
+(:mod:`gnilab._stable_interp`; ~0.1 s to build, then ~0.1 µs a point, within ~1e-12 of the
+quadrature); per-point parameters, and gradients in alpha or beta, use the quadrature.
 """
 from __future__ import annotations
 
@@ -105,7 +109,7 @@ def _as_tensor(x, dtype=None, device=None):
     if isinstance(x, torch.Tensor):
         return x.to(dtype=dtype if dtype is not None else x.dtype,
                     device=device if device is not None else x.device)
-    return torch.as_tensor(np.asarray(x, dtype=np.float64),
+    return torch.as_tensor(np.ascontiguousarray(x, dtype=np.float64),
                            dtype=dtype if dtype is not None else torch.float64, device=device)
 
 
@@ -1045,7 +1049,10 @@ def fit(x, method: str = "mle", param: str = "S1") -> StableFit:
         estimate; ``"mle"``: full four-parameter maximum likelihood started from the quantile
         estimate (Newton with autograd Hessians on an unconstrained reparameterisation; the
         log-density is a tricubic interpolation of a table computed once with the accurate
-        quadrature — see :func:`_ml_table`; alpha in [0.4, 2)).
+        quadrature — see :func:`_ml_table`; alpha in [0.4, 2)), then polished on the exact
+        likelihood (:func:`_mle_polish`; |beta| <= 0.999 there). ``loglik`` is the exact
+        log-likelihood at the estimate; the standard errors come from the table's observed
+        information.
     param : {"S1", "S0"}
         parameterisation of the returned ``loc``.
 
