@@ -109,7 +109,7 @@ def _as_tensor(x, dtype=None, device=None):
     if isinstance(x, torch.Tensor):
         return x.to(dtype=dtype if dtype is not None else x.dtype,
                     device=device if device is not None else x.device)
-    return torch.as_tensor(np.ascontiguousarray(x, dtype=np.float64),
+    return torch.as_tensor(np.array(x, dtype=np.float64),     # a copy: negative strides too
                            dtype=dtype if dtype is not None else torch.float64, device=device)
 
 
