@@ -583,7 +583,15 @@ def _logpdf_near1(z, a, b, param, n):
     # in the light tails interpolate log f itself: f underflows there (log f = -6e19 is
     # finite), and log f is the smoother of the two in alpha
     deep = torch.minimum(torch.minimum(logs[0], logs[1]), logs[2]) < -100
-    return torch.where(deep, sum(wi * li for wi, li in zip(w, logs)), torch.log(f.clamp(min=0)))
+    quad = sum(wi * li for wi, li in zip(w, logs))
+    # with |beta| = 1 the support edge of the alpha < 1 node can pass x (its log f = -inf):
+    # there log f is extrapolated linearly from the two other nodes
+    lin_up = logs[1] + e * (logs[2] - logs[1])
+    lin_dn = logs[1] + e * (logs[1] - logs[0])
+    deep_f = torch.where(torch.isfinite(logs[0]), torch.where(torch.isfinite(logs[2]), quad, lin_dn),
+                         lin_up)
+    deep_f = torch.where(torch.isfinite(logs[1]), deep_f, logs[1])
+    return torch.where(deep, deep_f, torch.log(f.clamp(min=0)))
 
 
 def _reflect(z, a, b, param):

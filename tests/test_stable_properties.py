@@ -688,7 +688,7 @@ _RECOMPUTE = [p for p in ISSUE_POINTS + MORE_POINTS if p[:4] in {
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("pt", _RECOMPUTE, ids=_id)
+@pytest.mark.parametrize("pt", _ref_params(_RECOMPUTE), ids=_id)
 def test_mpmath_reference_recomputed(pt):
     """The stored references are what _mp_logpdf computes (to 1e-14), and logpdf agrees with
     the live computation to 1e-8 relative."""
