@@ -826,6 +826,46 @@ def _pack(a, b, s, m0):
                         dtype=torch.float64)
 
 
+def _newton_minimise(nll, theta, max_iter: int, max_step=None, ftol: float = 1e-10,
+                     xtol: float = 1e-7):
+    """Minimise ``nll(theta)`` by Newton's method with the exact autograd Hessian (its
+    eigenvalues taken in absolute value and floored at 1e-6 of the largest, so every step
+    descends), steps no longer than ``max_step`` (max-norm), and an Armijo backtracking line
+    search. Stops when a step gains less than ``ftol`` relative and moves less than ``xtol``,
+    or when the line search fails. Returns (theta, nll(theta))."""
+    k = theta.shape[0]
+    f0 = float(nll(theta))
+    for _ in range(max_iter):
+        th = theta.clone().requires_grad_(True)
+        g = torch.autograd.grad(nll(th), th, create_graph=True)[0]
+        H = torch.stack([torch.autograd.grad(g[i], th, retain_graph=True)[0] for i in range(k)])
+        g, H = g.detach(), H.detach()
+        try:
+            evals, evecs = torch.linalg.eigh(0.5 * (H + H.T))
+            evals = evals.abs().clamp(min=1e-6 * float(evals.abs().max()) + 1e-12)
+            step = -(evecs @ ((evecs.T @ g) / evals))
+        except RuntimeError:
+            step = -g
+        if max_step is not None:
+            step = step * min(1.0, max_step / float(step.abs().max()))
+        t, improved = 1.0, False
+        for _ls in range(30):
+            cand = theta + t * step
+            fc = float(nll(cand)) if bool(torch.isfinite(cand).all()) else math.inf
+            if math.isfinite(fc) and fc <= f0 + 1e-4 * t * float(g @ step):
+                improved = True
+                break
+            t *= 0.5
+        if not improved:
+            break
+        theta, done = cand, abs(f0 - fc) < ftol * max(1.0, abs(fc)) and \
+            float(step.abs().max()) * t < xtol
+        f0 = fc
+        if done:
+            break
+    return theta, f0
+
+
 def _mle_fit(x: np.ndarray, start, max_iter=50):
     """Four-parameter MLE (S0 internally) by Newton's method with exact autograd Hessians of
     the interpolated log-likelihood, on the unconstrained (logit alpha, atanh beta, log sigma,
@@ -839,34 +879,7 @@ def _mle_fit(x: np.ndarray, start, max_iter=50):
         z = (xt - m0) / s
         return -(tab(z, a, b).sum() - xt.shape[0] * torch.log(s))
 
-    theta = _pack(*start)
-    for _ in range(max_iter):
-        th = theta.clone().requires_grad_(True)
-        val = nll(th)
-        g = torch.autograd.grad(val, th, create_graph=True)[0]
-        H = torch.stack([torch.autograd.grad(g[i], th, retain_graph=True)[0] for i in range(4)])
-        g, H = g.detach(), H.detach()
-        try:
-            evals, evecs = torch.linalg.eigh(0.5 * (H + H.T))
-            evals = evals.abs().clamp(min=1e-6 * float(evals.abs().max()) + 1e-12)
-            step = -(evecs @ ((evecs.T @ g) / evals))
-        except RuntimeError:
-            step = -g
-        t = 1.0
-        f0 = float(val.detach())
-        improved = False
-        for _ls in range(30):
-            cand = theta + t * step
-            fc = float(nll(cand)) if bool(torch.isfinite(cand).all()) else math.inf
-            if np.isfinite(fc) and fc <= f0 + 1e-4 * t * float(g @ step):
-                improved = True
-                break
-            t *= 0.5
-        if not improved:
-            break
-        theta = cand
-        if abs(f0 - fc) < 1e-10 * max(1.0, abs(fc)) and float(step.abs().max()) * t < 1e-7:
-            break
+    theta, _ = _newton_minimise(nll, _pack(*start), max_iter)
     # standard errors: observed information in the natural parameters (alpha, beta, sigma, mu0)
     a, b, s, m0 = (float(v) for v in _unpack(theta))
     nat = torch.tensor([a, b, s, m0], dtype=torch.float64, requires_grad=True)
@@ -912,31 +925,8 @@ def _profile_nll(xt: torch.Tensor, a: float, b: float, s: float, m0: float, iter
         return n * th[0] - logf((xt - th[1]) / torch.exp(th[0])).sum()
 
     th = torch.tensor([math.log(s), m0], dtype=torch.float64)
-    f0 = float(nll(th))
-    for _ in range(iters):
-        t_ = th.clone().requires_grad_(True)
-        val = nll(t_)
-        g = torch.autograd.grad(val, t_, create_graph=True)[0]
-        H = torch.stack([torch.autograd.grad(g[i], t_, retain_graph=True)[0] for i in range(2)])
-        g, H = g.detach(), H.detach()
-        evals, evecs = torch.linalg.eigh(0.5 * (H + H.T))
-        evals = evals.abs().clamp(min=1e-8 * float(evals.abs().max()) + 1e-12)
-        step = -(evecs @ ((evecs.T @ g) / evals))
-        step = step * min(1.0, 1.0 / float(step.abs().max()))      # at most e-fold in sigma
-        t, improved = 1.0, False
-        for _ls in range(20):
-            fc = float(nll(th + t * step))
-            if math.isfinite(fc) and fc <= f0 + 1e-4 * t * float(g @ step):
-                improved = True
-                break
-            t *= 0.5
-        if not improved:
-            break
-        th, done = th + t * step, f0 - fc < 1e-9 * max(1.0, abs(fc))
-        f0 = fc
-        if done:
-            break
-    return f0, float(torch.exp(th[0])), float(th[1])
+    th, f0 = _newton_minimise(nll, th, iters, max_step=1.0, ftol=1e-9, xtol=math.inf)
+    return f0, float(torch.exp(th[0])), float(th[1])     # max_step: at most e-fold in sigma
 
 
 def _mle_polish(x: np.ndarray, est, rounds: int = 2, h=(0.03, 0.06)):
