@@ -326,6 +326,9 @@ class Stable(Distribution):
     def __init__(self, alpha, beta, scale=1.0, loc=0.0, param: str = "S1", validate_args=None):
         self._k = _check_param(param)
         self.param = param
+        # one law for every point (scalar alpha and beta): log_prob may use the interpolant
+        self._scalar_law = all((v.numel() if isinstance(v, torch.Tensor) else np.size(v)) == 1
+                               for v in (alpha, beta))
         self.alpha, self.beta, self.scale, self.loc = broadcast_all(alpha, beta, scale, loc)
         _validate(self.alpha.detach(), self.beta.detach(), self.scale.detach(), self.loc.detach())
         batch_shape = self.alpha.shape
@@ -339,7 +342,7 @@ class Stable(Distribution):
         new.beta = self.beta.expand(batch_shape)
         new.scale = self.scale.expand(batch_shape)
         new.loc = self.loc.expand(batch_shape)
-        new.param, new._k = self.param, self._k
+        new.param, new._k, new._scalar_law = self.param, self._k, self._scalar_law
         super(Stable, new).__init__(batch_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
@@ -425,17 +428,15 @@ class Stable(Distribution):
         return lp.reshape(shape).to(value.dtype) - torch.log(s)
 
     def _shared_law(self):
-        """(alpha, beta) as floats when every point has the same law and no gradient with
-        respect to alpha or beta is wanted, else None: log_prob then uses the interpolant of
-        :mod:`gnilab._stable_interp` (built once per law and cached; ~1e-12 of the
-        quadrature) instead of the per-point quadrature."""
+        """(alpha, beta) as floats when the law was given by scalar alpha and beta and no
+        gradient with respect to them is wanted, else None: log_prob then uses the
+        interpolant of :mod:`gnilab._stable_interp` (built once per law and cached; ~1e-12 of
+        the quadrature) instead of the per-point quadrature, which arrays of alpha or beta
+        always get (the reference path)."""
         a, b = self.alpha, self.beta
-        if a.requires_grad or b.requires_grad or a.numel() == 0:
+        if not self._scalar_law or a.requires_grad or b.requires_grad or a.numel() == 0:
             return None
-        a0, b0 = a.reshape(-1)[0], b.reshape(-1)[0]
-        if a.numel() > 1 and not bool(((a == a0) & (b == b0)).all()):
-            return None
-        return float(a0), float(b0)
+        return float(a.reshape(-1)[0]), float(b.reshape(-1)[0])
 
     def _cdf_pair(self, value):
         """(P(X <= value), P(X > value)), each computed without cancellation."""
