@@ -12,8 +12,8 @@ Sections
 --------
 * sampling: 1e7 draws, gnilab vs ``scipy.stats.levy_stable.rvs`` and PyLevy ``levy.rvs``.
 * log-density of 10^4 points in [-10, 10], shared scalar (alpha, beta), S1, for five (alpha, beta).
-  gnilab rows: *cached* (scalar alpha/beta, second and later calls: the interpolant fast path once
-  it exists), *first call* (a never-seen (alpha, beta), so the interpolant build is included; the
+  gnilab rows: *cached* (scalar alpha/beta, second and later calls: the interpolant fast path),
+  *first call* (a never-seen (alpha, beta), so the interpolant build is included; the
   fresh value is the pair shifted by k * 1e-9), *per-point* (alpha passed as an array
   ``np.full_like(x, alpha)``: the quadrature path, the reference). Peers: scipy's default method
   ("piecewise" = Nolan's integral, ``quad_eps`` 1.2e-14), scipy "piecewise" and "dni" (direct
@@ -267,7 +267,7 @@ def bench_density(kind, pairs, x, args, rows, res, status):
         res[key].update(t_cached=t_c, t_first=t_f, t_pp=t_pp)
         e_c = err(out_c, ref)
         rows.append((task, "gnilab cached (scalar a,b)", t_c, t_c / n * 1e6, 1.0, e_c,
-                     "fast path once it lands"))
+                     "interpolant (fast path)"))
         rows.append((task, "gnilab first call (+build)", t_f, t_f / n * 1e6, t_f / t_c, None,
                      "fresh (a,b) each repeat"))
         rows.append((task, "gnilab per-point (quadrature)", t_pp, t_pp / n * 1e6, t_pp / t_c, 0.0,
