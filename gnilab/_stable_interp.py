@@ -4,8 +4,10 @@ r"""Fast log-density of one stable law: piecewise Chebyshev interpolation, built
 Why
 ---
 The common use of a stable density is many points under one law: a plot, a log-likelihood,
-the fits of Chapters 1 and 5. The quadrature costs ~10 µs a point; this interpolant costs
-well under 0.1 µs a point once built, and it is built in a few milliseconds.
+the fits of Chapters 1 and 5. The quadrature costs ~10-20 µs a point; this interpolant costs
+~0.1-0.2 µs a point once built (benchmarks/bench_stable.py), and a build costs ~1000-2500
+quadrature points: 0.06-0.1 s for two-sided laws, ~1 s for totally skewed ones, whose light
+tails are slow to integrate.
 
 The coordinate
 --------------
@@ -24,15 +26,17 @@ bounded variation per unit:
 
 The interpolant
 ---------------
-:math:`\tau\in[-709, 709]` (every finite double) is cut into panels; on each panel
-:math:`\log f` is interpolated at the 13 Chebyshev–Lobatto points (degree 12). A panel is
-accepted when its two trailing Chebyshev coefficients are below
+:math:`\tau\in[-709, 709]` (every finite double; down to -745 next to a support edge) is cut
+into panels; on each panel the log-density is interpolated at the 13 Chebyshev–Lobatto points
+(degree 12). A panel is accepted when its two trailing Chebyshev coefficients are below
 :math:`10^{-12}\max(1,\max|\log f|)` and, checked afterwards, the interpolant matches the
-quadrature at an off-node point to :math:`10^{-11}\max(1,|\log f|)`; otherwise it is halved.
-Panels where :math:`\log f<-800` (the density is below the double range anyway) are not
-interpolated: points there, and points beyond the last panel, get the quadrature. In the far
-tails the node values themselves come from the asymptotic series (the quadrature module
-switches to them), so the tails of the interpolant are those series.
+quadrature at an off-node point to ten times that; otherwise it is halved (down to a width of
+1/64, below which the panel is left to the quadrature). Deep in a light tail, where
+:math:`\log f\approx-c\,e^{\kappa|\tau|}`, a panel interpolates :math:`w=\log(-\log f)`
+instead (nearly linear there), which keeps the relative accuracy of log f down to the end of
+the double range; panels wholly beyond it are -inf. In the far tails the node values come
+from the asymptotic series (the quadrature module switches to them), so the tails of the
+interpolant are those series.
 
 Accuracy: the node values are the quadrature's (<= 1e-10 on Nolan's table, ~1e-13 at
 most points); the interpolation adds at most ~1e-11 (checked in ``tests/test_stable.py``
