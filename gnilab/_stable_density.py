@@ -528,9 +528,10 @@ def _alpha1_series_from(b):
     """x beyond which :func:`_alpha1_series` is used for S1(1, beta) at x > 0: the neglected
     terms are about (3/x)^12 relative to the leading one, which carries the factor 1 + beta,
     so x >= 3 (1e13/(1 + beta))^(1/12), and at least 30 (checked against 30-digit mpmath
-    in the tests). On the light side of beta = -1 (1 + beta = 0 exactly) never."""
+    in the tests). Never where 1 + beta <= 1e-12: the terms then cancel to rounding noise
+    (~1e-16 of their size), which can make the sum negative."""
     onep = (1 + b).clamp(min=1e-300)
-    return torch.where(1 + b > 0, torch.clamp(3 * (1e13 / onep) ** (1 / 12), min=30.0),
+    return torch.where(1 + b > 1e-12, torch.clamp(3 * (1e13 / onep) ** (1 / 12), min=30.0),
                        torch.full_like(b, math.inf))
 
 
