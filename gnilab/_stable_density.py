@@ -571,6 +571,12 @@ def std_logpdf(z, a, b, param, n=_N_NODES):
     return out
 
 
+def _lagrange3(e):
+    """Quadratic Lagrange weights for the nodes -1, 0, 1 at e (the near-1 and small-beta
+    interpolations)."""
+    return e * (e - 1) / 2, (1 - e) * (1 + e), e * (e + 1) / 2
+
+
 def _logpdf_near1(z, a, b, param, n):
     """Quadratic (Lagrange) interpolation in alpha of the S0 density between 1-h, 1, 1+h."""
     tan_ = torch.tan(PI * a / 2)
@@ -579,7 +585,7 @@ def _logpdf_near1(z, a, b, param, n):
     nodes = (1 - h, 1.0, 1 + h)
     logs = [std_logpdf(z0, torch.full_like(a, an), b, 0, n) for an in nodes]
     e = (a - 1) / h
-    w = (e * (e - 1) / 2, (1 - e) * (1 + e), e * (e + 1) / 2)
+    w = _lagrange3(e)
     f = sum(wi * torch.exp(li) for wi, li in zip(w, logs))
     # in the light tails interpolate log f itself: f underflows there (log f = -6e19 is
     # finite), and log f is the smoother of the two in alpha
@@ -657,7 +663,8 @@ def _logpdf_one(x, b, n):
         fp = torch.exp(_logpdf_one(xs, torch.full_like(bs, h), n))
         fm = torch.exp(_logpdf_one(xs, torch.full_like(bs, -h), n))
         e = bs / h
-        f = e * (e - 1) / 2 * fm + (1 - e) * (1 + e) * f0 + e * (e + 1) / 2 * fp
+        wm, w0, wp = _lagrange3(e)
+        f = wm * fm + w0 * f0 + wp * fp
         out = out.index_put((i,), torch.log(f.clamp(min=0)))
     if bool(gen.any()):
         i, xs, bs, neg = _select_reflected(x, b, gen)
@@ -715,7 +722,7 @@ def std_cdf(z, a, b, param, n=_N_NODES):
             los.append(lo_)
             ups.append(up_)
         e = (aa - 1) / h
-        w = (e * (e - 1) / 2, (1 - e) * (1 + e), e * (e + 1) / 2)
+        w = _lagrange3(e)
         lower = lower.index_put((i,), sum(wi * li for wi, li in zip(w, los)))
         upper = upper.index_put((i,), sum(wi * ui for wi, ui in zip(w, ups)))
     return lower, upper
@@ -772,7 +779,7 @@ def _cdf_one(x, b, n):
         i = small.nonzero().squeeze(1)
         xs, e = x[i], b[i] / _SMALLB
         pairs = [_cdf_one(xs, torch.full_like(xs, v), n) for v in (-_SMALLB, 0.0, _SMALLB)]
-        w = (e * (e - 1) / 2, (1 - e) * (1 + e), e * (e + 1) / 2)
+        w = _lagrange3(e)
         lo = lo.index_put((i,), sum(wi * p[0] for wi, p in zip(w, pairs)))
         up = up.index_put((i,), sum(wi * p[1] for wi, p in zip(w, pairs)))
     if bool(gen.any()):
