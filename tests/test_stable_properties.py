@@ -64,6 +64,7 @@ from hypothesis import strategies as st
 from scipy.stats import levy_stable
 
 from gnilab import stable
+from gnilab import _stable_density as _sd
 
 PI = math.pi
 PARAMS = ("S0", "S1")
@@ -430,6 +431,45 @@ def test_logpdf_vs_mpmath_reference(pt):
         assert v == -math.inf, v
     else:
         assert abs(v / ref - 1) <= 1e-8, (v, ref, abs(v / ref - 1))
+
+
+# Light sides of nearly totally skewed laws where the faint Pareto tail (weight (1 - |beta|)/2)
+# and the light tail have comparable densities: Nolan's integrand has two bumps there, and a
+# quadrature that follows one of them was off by up to 4e-4 in log f (2e-2 with 24 nodes).
+# References: 40-digit Fourier inversion of the characteristic function (_mp_logpdf_cf),
+# independent of Nolan's integral.
+TWO_BUMP_POINTS = [
+    ("S0", 1.0053, 0.999, -2.0, -4.9473090276979335),
+    ("S0", 1.0053, 0.999, -2.2, -6.673028845847925),
+    ("S0", 1.0053, 0.999, -2.7, -9.947983243281953),
+    ("S0", 1.01, 0.9999, -2.2, -6.621168048295663),
+    ("S1", 1.05, 0.9999, -14.6, -3.853104140268866),
+    ("S0", 1.0, -0.999, 1.9, -4.319759080331748),
+    ("S0", 0.9, 0.9999, -1.64, -3.63900022944209),
+    ("S0", 1.3, 0.9999, -2.2, -3.7395974642858163),
+    ("S0", 1.1, 0.9999, -1.9, -3.56471140000692),
+]
+
+
+@pytest.mark.parametrize("pt", TWO_BUMP_POINTS, ids=_id)
+def test_logpdf_two_bump_light_side(pt):
+    """logpdf within 1e-9 of the reference where the integrand has two bumps, and the
+    24-node quadrature the fits build their interpolants from within 1e-5 (24 nodes give
+    ~4e-6 where the faint tail is a shoulder rather than a bump; it was 2e-2 at -2.2)."""
+    param, a, b, x, ref = pt
+    assert abs(stable.logpdf(x, a, b, param=param) / ref - 1) <= 1e-9
+    z = torch.tensor([x], dtype=torch.float64)
+    v24 = float(_sd.std_logpdf(z, torch.full_like(z, a), torch.full_like(z, b),
+                               0 if param == "S0" else 1, 24))
+    assert abs(v24 / ref - 1) <= 1e-5, v24
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pt", TWO_BUMP_POINTS[:3], ids=_id)
+def test_two_bump_reference_recomputed(pt):
+    """The stored two-bump references are what _mp_logpdf_cf computes."""
+    param, a, b, x, ref = pt
+    assert abs(float(_mp_logpdf_cf(_to_s1(param, a, b, x), a, b)) / ref - 1) < 1e-14
 
 
 @pytest.mark.xfail(strict=True, reason="issue 8, open: alpha = 1, 1 - |beta| = 1.3e-14: the "
