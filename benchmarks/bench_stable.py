@@ -76,7 +76,7 @@ except Exception:  # pragma: no cover - optional peer
 
 PAIRS = [(1.5, 0.5), (0.8, 1.0), (1.0, 0.3), (1.9, -0.7), (1.05, -1.0)]
 CDF_PAIRS = [(1.5, 0.5), (0.8, 1.0), (1.05, -1.0)]
-FIT_CASES = [(1.5, 0.5), (1.0, 1.0), (0.95, 1.0), (1.05, -1.0)]
+FIT_CASES = [(1.5, 0.5), (1.0, 1.0), (1.0, -1.0), (0.95, 1.0), (1.05, -1.0)]
 N_PTS = 10 ** 4
 LS = stats.levy_stable
 _fresh_k = itertools.count(1)

@@ -320,6 +320,9 @@ def _locate(K):
         slope = -sgn[i] * d1
         Dn = D + (f - tgt[i]) / slope
         ok = fin & torch.isfinite(Dn) & (Dn > lo) & (Dn < hi) & (slope > 0) & (Dn < 2 * D + 1)
+        # Newton crawls down a doubly exponential wall (light tails: log F ~ -e^(e^u)); far
+        # from the target, a step under a quarter of the bracket is replaced by bisection
+        ok = ok & (((Dn - D).abs() > 0.25 * (hi - lo)) | ((f - tgt[i]).abs() < 10))
         mid = torch.where(torch.isfinite(hi), 0.5 * (lo + hi), 2 * D + 1)
         Dn = torch.where(ok, Dn, mid)
         Dn = torch.minimum(Dn, lim[i])
