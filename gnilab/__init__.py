@@ -9,12 +9,15 @@ Modules (one concept each; import the ones you need, e.g. ``from gnilab import d
 ``train``     GD / minibatch SGD loops with histories, callbacks and divergence handling
 ``noise``     the gradient-noise probe (minibatch noise U = g_batch - g_full and its statistics)
 ``plotting``  one seaborn style for the book and a few figure helpers
+``stable``    alpha-stable laws: densities, sampling, fits, tail-index estimators
+``levy``      Lévy-driven gradient dynamics and their metastability
+``gni``       Gaussian noise injections: explicit and implicit effects, asymmetric dynamics
 """
 import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("config", "data", "models", "train", "noise", "plotting", "stable", "levy")
+_SUBMODULES = ("config", "data", "models", "train", "noise", "plotting", "stable", "levy", "gni")
 __all__ = list(_SUBMODULES) + ["__version__"]
 
 

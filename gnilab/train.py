@@ -150,7 +150,8 @@ def train(model: nn.Module, data, *, steps: int, lr: float, batch_size: Optional
           test_data=None, eval_every: Optional[int] = None, eval_data=None,
           callbacks: Iterable[Callback] = (), lr_schedule: Optional[Callable[[int], float]] = None,
           stop_at_accuracy: Optional[float] = None, generator: Optional[torch.Generator] = None,
-          progress: bool = True) -> TrainResult:
+          progress: bool = True, objective: Optional[Callable] = None,
+          grad_hook: Optional[Callable] = None) -> TrainResult:
     """Train ``model`` on ``data`` with GD (``batch_size=None``) or minibatch SGD.
 
     Update (plain SGD, momentum 0): ``w ← w − η ∇L_B(w)`` with ``L_B`` the mean loss of the
@@ -182,6 +183,15 @@ def train(model: nn.Module, data, *, steps: int, lr: float, batch_size: Optional
         Drives the minibatch sampling (CPU generator; the same seed gives the same run on CPU).
     progress : bool
         Show a tqdm bar (hidden automatically in non-interactive logs).
+    objective : callable, optional
+        ``objective(model, xb, yb) -> scalar tensor``, the quantity differentiated each step in
+        place of ``loss(model(xb), yb)`` (e.g. the M-sample GNI objective of
+        :mod:`gnilab.gni`). The history's ``loss`` columns stay ``loss`` on the evaluation data
+        in ``eval()`` mode.
+    grad_hook : callable, optional
+        ``grad_hook(step, model) -> dict or None``, called after the backward pass and before
+        the update (it may change the ``.grad`` of parameters); a returned dict becomes a row
+        of :attr:`TrainResult.records` (``step`` is added).
     """
     n = len(data.y)
     steps = check_int("steps", steps, low=0)
@@ -193,6 +203,9 @@ def train(model: nn.Module, data, *, steps: int, lr: float, batch_size: Optional
         eval_every = max(1, steps // 50)
     eval_every = check_int("eval_every", eval_every, low=1)
     callbacks = [c if isinstance(c, Callback) else Callback(*c) for c in callbacks]
+    for name, fn in (("objective", objective), ("grad_hook", grad_hook)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be None or a callable, got {type(fn).__name__}")
     loss_fn = get_loss(loss)
     eval_data = data if eval_data is None else eval_data
     opt = _make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
@@ -234,7 +247,7 @@ def train(model: nn.Module, data, *, steps: int, lr: float, batch_size: Optional
         for group in opt.param_groups:
             group["lr"] = current_lr
         opt.zero_grad(set_to_none=True)
-        batch = loss_fn(model(xb), yb)
+        batch = loss_fn(model(xb), yb) if objective is None else objective(model, xb, yb)
         batch_loss = float(batch.detach())
         if not math.isfinite(batch_loss):
             diverged_step = step
@@ -243,6 +256,10 @@ def train(model: nn.Module, data, *, steps: int, lr: float, batch_size: Optional
                          "test_loss": float("nan"), "test_accuracy": float("nan")})
             break
         batch.backward()
+        if grad_hook is not None:
+            out = grad_hook(step, model)
+            if out is not None:
+                records.append({"step": step, **out})
         opt.step()
         if step % eval_every == 0 or step == steps:
             if not record(step, current_lr):

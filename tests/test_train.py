@@ -109,3 +109,27 @@ def test_evaluate_regression_has_nan_accuracy(digits):
     reg = type(digits)(x=digits.x, y=digits.y.float().view(-1, 1), name="r")
     out = evaluate(model, reg, "mse")
     assert out["loss"] > 0 and math.isnan(out["accuracy"])
+
+
+def test_objective_and_grad_hook(digits):
+    """``objective`` replaces loss(model(x), y) as the differentiated quantity; ``grad_hook``
+    sees the gradients before the update (zeroing them freezes the model) and its dicts are
+    records."""
+    model = MLP(64, 16, 2, 10)
+    w0 = model[1].weight.detach().clone()
+    seen = []
+
+    def objective(m, xb, yb):
+        seen.append(xb.shape[0])
+        return get_loss("cross_entropy")(m(xb), yb)
+
+    def freeze(step, m):
+        for p in m.parameters():
+            p.grad.zero_()
+        return {"frozen": True}
+    res = train(model, digits, steps=3, lr=0.1, batch_size=8, objective=objective,
+                grad_hook=freeze, progress=False)
+    assert seen == [8, 8, 8] and torch.equal(model[1].weight, w0)
+    assert list(res.records["step"]) == [1, 2, 3] and res.records["frozen"].all()
+    with pytest.raises(TypeError, match="objective"):
+        train(model, digits, steps=1, lr=0.1, objective=3, progress=False)
