@@ -87,6 +87,7 @@ __all__ = [
     "implicit_effect",
     "explicit_regulariser",
     "train_gni",
+    "marginal_loss_probe",
     "sub_weibull",
     "sub_weibull_pdf",
     "half_tail_fits",
@@ -127,6 +128,12 @@ class GaussianNoiseInjection(nn.Module):
     generator : torch.Generator or int, optional
         Source of the noise (a CPU generator draws on the CPU and moves the noise to the
         model's device). ``None``: torch's global generator.
+    tile_at_input : bool
+        Stacked copies (``copies=M``) are made at the first injection site reached, so the
+        layers before it run once on the plain batch (for an MLP on images, the first and
+        largest matrix product). Set this for models whose output also depends on
+        activations before the first site by another path (skip connections around it):
+        then the input itself is tiled.
 
     Notes
     -----
@@ -139,7 +146,8 @@ class GaussianNoiseInjection(nn.Module):
     """
 
     def __init__(self, model: nn.Module, sigma: float, kind: str = "additive",
-                 sites: Optional[Sequence[str]] = None, generator=None):
+                 sites: Optional[Sequence[str]] = None, generator=None,
+                 tile_at_input: bool = False):
         super().__init__()
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -169,6 +177,8 @@ class GaussianNoiseInjection(nn.Module):
         self._noise_override: Optional[Dict[str, torch.Tensor]] = None
         self._capture: Optional[Dict[str, torch.Tensor]] = None
         self._active = False
+        self._pending = 1
+        self.tile_at_input = check_bool("tile_at_input", tile_at_input)
         self._handles = [names[s].register_forward_hook(self._hook(s))
                          for s in self.sites if s not in ("input", "output")]
 
@@ -219,6 +229,9 @@ class GaussianNoiseInjection(nn.Module):
         return torch.randn(h.shape, generator=gen, device=dev, dtype=h.dtype).to(h.device)
 
     def _inject(self, site: str, h: torch.Tensor) -> torch.Tensor:
+        if self._pending > 1:                  # the first site reached: tile the copies here
+            h = h.repeat(self._pending, *([1] * (h.dim() - 1)))        # copy-major rows
+            self._pending = 1
         if self.noisy:
             eps = self._draw(site, h)
             h = h + self._sigma * eps if self.kind == "additive" else h * (1 + self._sigma * eps)
@@ -234,8 +247,10 @@ class GaussianNoiseInjection(nn.Module):
     def forward(self, x: torch.Tensor, copies: int = 1,
                 noise: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
         copies = check_int("copies", copies, low=1)
-        if copies > 1:
+        if copies > 1 and self.tile_at_input:
             x = x.repeat(copies, *([1] * (x.dim() - 1)))          # copy-major rows
+            copies = 1
+        self._pending = copies
         if noise is not None:
             unknown = set(noise) - set(self.sites)
             if unknown:
@@ -248,8 +263,10 @@ class GaussianNoiseInjection(nn.Module):
             out = self.model(x)
             if "output" in self.sites:
                 out = self._inject("output", out)
+            if self._pending > 1:              # no site on the way (cannot happen for sites
+                out = out.repeat(self._pending, *([1] * (out.dim() - 1)))   # in the path)
         finally:
-            self._noise_override, self._active = None, False
+            self._noise_override, self._active, self._pending = None, False, 1
         return out
 
     def activations(self, x: torch.Tensor, copies: int = 1, noise=None) -> Dict[str, torch.Tensor]:
@@ -550,7 +567,8 @@ def train_gni(net, data, *, steps: int, lr: float, loss: str = "mse", copies: in
               batch_size: Optional[int] = None, replacement: Optional[str] = None,
               explicit_regulariser: bool = False, fit_method: str = "quantile",
               fit_sample: Optional[int] = 4096, include_bias: bool = False, test_data=None,
-              eval_every: Optional[int] = None, generator=None, progress: bool = True):
+              eval_every: Optional[int] = None, callbacks=(), generator=None,
+              progress: bool = True):
     r"""Train a noise-injected network with plain SGD (:func:`gnilab.train.train`).
 
     Arms (Camuto et al. 2021, Figs. 4, 5, 7, 8):
@@ -576,7 +594,8 @@ def train_gni(net, data, *, steps: int, lr: float, loss: str = "mse", copies: in
     ----------
     net : GaussianNoiseInjection
     data, test_data : datasets with ``x`` and ``y``
-    steps, lr, batch_size, eval_every, progress : as in :func:`gnilab.train.train`
+    steps, lr, batch_size, eval_every, callbacks, progress : as in :func:`gnilab.train.train`
+        (e.g. :func:`marginal_loss_probe`)
     loss : {"mse", "cross_entropy"} or a callable (the regulariser needs a named loss)
     copies : int >= 1, M
     generator : torch.Generator or int, optional — minibatch sampling and the replacement
@@ -616,8 +635,35 @@ def train_gni(net, data, *, steps: int, lr: float, loss: str = "mse", copies: in
         def objective(model, xb, yb):
             return m_sample_loss(model, xb, yb, loss_fn, copies)
     return _train.train(net, data, steps=steps, lr=lr, batch_size=batch_size, loss=loss_fn,
-                        test_data=test_data, eval_every=eval_every, generator=gen,
-                        progress=progress, objective=objective, grad_hook=grad_hook)
+                        test_data=test_data, eval_every=eval_every, callbacks=callbacks,
+                        generator=gen, progress=progress, objective=objective,
+                        grad_hook=grad_hook)
+
+
+def marginal_loss_probe(data, loss="mse", copies: int = 64, every: int = 10, seed: int = 0):
+    r"""A :class:`gnilab.train.Callback` recording ``marginal_loss``, a Monte Carlo estimate
+    of :math:`f(w) = E_\epsilon[\tilde L(D; w, \epsilon)] = L + E_\epsilon[\Delta L]`, the
+    objective that every M shares (Eq. 4.1), with ``copies`` draws, and its standard error.
+    The draws use the same seed at every call (common random numbers: differences between
+    steps and between runs are not blurred by fresh noise)."""
+    copies = check_int("copies", copies, low=2)
+    every = check_int("every", every, low=1)
+    loss_fn = _train.get_loss(loss)
+
+    def measure(step, net):
+        gen_before = net.generator
+        net.generator = torch.Generator().manual_seed(seed)
+        was = net.training
+        net.train()
+        try:
+            with torch.no_grad():
+                v = stacked_losses(net, data.x, data.y, loss_fn, copies)
+        finally:
+            net.generator = gen_before
+            net.train(was)
+        return {"marginal_loss": float(v.mean()),
+                "marginal_loss_se": float(v.std() / math.sqrt(copies))}
+    return _train.Callback(every, measure)
 
 
 # =============================================================================================
@@ -671,16 +717,20 @@ def half_tail_fits(x) -> dict:
 def tail_statistics(x, fit_method: str = "quantile") -> dict:
     r"""Skewness, excess kurtosis, the half-normal / half-Cauchy comparison of the positive part
     (:func:`half_tail_fits`) and an :math:`S_\alpha` fit (S1) of the standardised sample: the
-    per-layer numbers of the paper's Figs. 2 and A.3."""
+    per-layer numbers of the paper's Figs. 2 and A.3. Exact zeros (units dead on the whole
+    batch: ReLU, or multiplicative noise on a zero activation) are left out and counted in
+    ``n_zero``."""
     v = torch.as_tensor(x.detach().cpu() if isinstance(x, torch.Tensor) else x,
                         dtype=torch.float64).reshape(-1)
+    n_all = v.numel()
+    v = v[v != 0]
     if v.numel() < 10:
-        raise ValueError(f"x must have at least 10 entries, got {v.numel()}")
+        raise ValueError(f"x must have at least 10 nonzero entries, got {v.numel()}")
     z = (v - v.mean()) / v.std()
     skew = float(z.pow(3).mean())
     kurt = float(z.pow(4).mean() - 3)
     f = _stable.fit(z.numpy(), method=fit_method, param="S1")
-    out = {"n": int(v.numel()), "skewness": skew, "excess_kurtosis": kurt,
+    out = {"n": int(v.numel()), "n_zero": n_all - int(v.numel()), "skewness": skew, "excess_kurtosis": kurt,
            "alpha": f.alpha, "beta": f.beta}
     out.update(half_tail_fits(z))
     return out

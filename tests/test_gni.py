@@ -396,3 +396,32 @@ def test_tail_statistics_of_a_gaussian_sample():
     assert abs(s["skewness"]) < 4 * math.sqrt(6 / 2e4)
     assert abs(s["excess_kurtosis"]) < 4 * math.sqrt(24 / 2e4)
     assert s["alpha"] > 1.9
+
+
+def test_tiling_at_the_first_site_equals_tiling_the_input():
+    """Copies made at the first injection site (the default: the layers before it run once)
+    give the same per-copy losses as tiling the input, for the same noise."""
+    M, N = 4, 6
+    a = _net(0.3, "multiplicative")
+    b = _net(0.3, "multiplicative")
+    b.tile_at_input = True
+    x, y = _data(N)
+    g = torch.Generator().manual_seed(9)
+    eps = {s: torch.randn(M * N, 16, generator=g, dtype=torch.float64) for s in a.sites}
+    with torch.no_grad():
+        assert torch.allclose(gni.per_copy_losses(a, x, y, "mse", M, noise=eps),
+                              gni.per_copy_losses(b, x, y, "mse", M, noise=eps), atol=1e-12)
+        assert a(x, copies=M).shape == (M * N, 1)
+        a.eval()
+        assert a(x, copies=M).shape == (M * N, 1)     # noise off: still M identical copies
+
+
+def test_marginal_loss_probe_is_repeatable_and_matches_monte_carlo():
+    d = make_sinusoids(30, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    net = _net(0.2, width=8)
+    probe = gni.marginal_loss_probe(d, "mse", copies=400, every=1)
+    r1, r2 = probe.fn(0, net), probe.fn(0, net)
+    assert r1 == r2                                   # common random numbers
+    with torch.no_grad():
+        mc = float(gni.m_sample_loss(net, d.x, d.y, "mse", 400))
+    assert abs(r1["marginal_loss"] - mc) < 6 * r1["marginal_loss_se"]
