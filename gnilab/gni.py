@@ -88,10 +88,12 @@ __all__ = [
     "explicit_regulariser",
     "train_gni",
     "marginal_loss_probe",
+    "compare_arms",
     "sub_weibull",
     "sub_weibull_pdf",
     "half_tail_fits",
     "tail_statistics",
+    "tail_table",
 ]
 
 # activation modules: the default injection sites (nn.Identity is models.MLP's "linear")
@@ -509,8 +511,9 @@ class _Replacement:
     """The replacement arm of Fig. 4: explicit-effect gradient of the M-sample objective plus,
     per layer, noise drawn from a law fitted to that step's implicit-effect gradients."""
 
-    def __init__(self, loss_fn, copies, law, fit_method, fit_sample, include_bias, generator):
-        self.loss_fn, self.copies, self.law = loss_fn, copies, law
+    def __init__(self, loss_fn, copies, law, fit_method, fit_sample, include_bias, generator,
+                 clip):
+        self.loss_fn, self.copies, self.law, self.clip = loss_fn, copies, law, clip
         self.fit_method, self.fit_sample = fit_method, fit_sample
         self.include_bias, self.generator = include_bias, generator
         self.grads = None
@@ -554,6 +557,10 @@ class _Replacement:
                 xi = _stable.sample(law["alpha"], law["beta"], law["scale"], law["loc"],
                                     size=tuple(g.shape), param="S1",
                                     generator=self.generator, dtype=g.dtype)
+            if self.clip:                      # no draw beyond what the layer's own
+                top = float(g.abs().max())       # implicit gradient reached this step
+                xi = xi.clamp(-top, top)
+                row[f"clipped_{i}"] = float((xi.abs() == top).double().mean())
             # entries whose implicit gradient is exactly 0 (units dead on the whole batch) get
             # no noise either: the replacement keeps the implicit effect's support
             params[name].grad.add_(torch.where(g != 0, xi.to(g.device), torch.zeros_like(g)))
@@ -566,7 +573,8 @@ class _Replacement:
 def train_gni(net, data, *, steps: int, lr: float, loss: str = "mse", copies: int = 1,
               batch_size: Optional[int] = None, replacement: Optional[str] = None,
               explicit_regulariser: bool = False, fit_method: str = "quantile",
-              fit_sample: Optional[int] = 4096, include_bias: bool = False, test_data=None,
+              fit_sample: Optional[int] = 4096, clip_replacement: bool = False,
+              include_bias: bool = False, test_data=None,
               eval_every: Optional[int] = None, callbacks=(), generator=None,
               progress: bool = True):
     r"""Train a noise-injected network with plain SGD (:func:`gnilab.train.train`).
@@ -587,6 +595,11 @@ def train_gni(net, data, *, steps: int, lr: float, loss: str = "mse", copies: in
       ``fit_method`` (:func:`gnilab.stable.fit`; ``"quantile"`` is McCulloch's, fast;
       ``"mle"`` is exact and slower) on at most ``fit_sample`` randomly chosen entries per
       layer; the fitted parameters and the fit's wall time per step are in ``records``.
+      ``clip_replacement=True`` limits each draw to the largest absolute implicit-effect
+      gradient of its layer in that step (the fraction clipped is recorded): i.i.d. draws
+      from a law with :math:`\alpha \approx 1` reach values no finite gradient sample does,
+      and without the limit such runs diverge at learning rates where GNI training does not
+      (Chapter 5 shows it).
 
     The history's ``loss`` is the loss on ``data`` without noise (``eval()`` mode).
 
@@ -621,7 +634,8 @@ def train_gni(net, data, *, steps: int, lr: float, loss: str = "mse", copies: in
     grad_hook = None
     if replacement is not None:
         rep = _Replacement(loss_fn, copies, replacement, fit_method, fit_sample,
-                           check_bool("include_bias", include_bias), gen)
+                           check_bool("include_bias", include_bias), gen,
+                           check_bool("clip_replacement", clip_replacement))
         objective, grad_hook = rep.objective, rep.grad_hook
     elif explicit_regulariser:
         if not isinstance(loss, str):
@@ -664,6 +678,60 @@ def marginal_loss_probe(data, loss="mse", copies: int = 64, every: int = 10, see
         return {"marginal_loss": float(v.mean()),
                 "marginal_loss_se": float(v.std() / math.sqrt(copies))}
     return _train.Callback(every, measure)
+
+
+def compare_arms(model: nn.Module, data, arms: Dict[str, dict], *, sigma: float,
+                 kind: str = "additive", steps: int, lr: float, seeds: Sequence[int] = (0,),
+                 loss: str = "mse", test_data=None, window: float = 0.5,
+                 probe_copies: int = 64, probe_every: int = 10, progress: bool = True):
+    r"""Train the arms of an experiment from the *same* weights and compare them.
+
+    Every arm and seed starts from a copy of ``model`` (e.g. trained without noise first, so
+    that all arms begin at the same point), wrapped in :class:`GaussianNoiseInjection` with
+    ``sigma``/``kind`` (an arm may override them) and the noise seed ``1000 + seed``, and runs
+    :func:`train_gni` with the arm's keyword arguments (``copies``, ``replacement``,
+    ``explicit_regulariser``, ``batch_size``, ...). Along the way :func:`marginal_loss_probe`
+    records :math:`f(w) = E_\epsilon \tilde L` on ``data`` every ``probe_every`` steps.
+
+    Returns
+    -------
+    (summary, curves) : pandas DataFrames. ``summary`` has one row per arm and seed: the mean
+    of ``marginal_loss``, of the clean training ``loss`` and (with ``test_data``) of
+    ``test_loss`` over the last ``window`` fraction of the steps, ``diverged`` and
+    ``diverged_step``, and the mean fit time per step of replacement arms. ``curves`` holds the
+    recorded rows of every run with ``arm`` and ``seed`` columns.
+    """
+    import copy
+    import pandas as pd
+    if not isinstance(arms, dict) or not arms:
+        raise ValueError("arms must be a non-empty dict name -> keyword arguments of train_gni")
+    window = check_real("window", window, low=0, high=1, low_open=True)
+    steps = check_int("steps", steps, low=1)
+    summary, curves = [], []
+    for name, kw in arms.items():
+        kw = dict(kw)
+        sig, knd = kw.pop("sigma", sigma), kw.pop("kind", kind)
+        for seed in seeds:
+            net = GaussianNoiseInjection(copy.deepcopy(model), sig, knd, generator=1000 + seed)
+            res = train_gni(net, data, steps=steps, lr=lr, loss=loss, test_data=test_data,
+                            eval_every=probe_every, generator=seed, progress=progress,
+                            callbacks=[marginal_loss_probe(data, loss, probe_copies,
+                                                           probe_every)], **kw)
+            rec = res.records.groupby("step").first().reset_index() if len(res.records) \
+                else pd.DataFrame({"step": []})
+            run = res.history.merge(rec, on="step", how="left")
+            run["arm"], run["seed"] = name, seed
+            curves.append(run)
+            late = run[run.step > (1 - window) * steps]
+            row = {"arm": name, "seed": seed, "diverged": res.diverged,
+                   "diverged_step": res.diverged_step}
+            for col in ("marginal_loss", "loss", "test_loss"):
+                row[col] = float(late[col].mean()) if (col in late and not res.diverged) \
+                    else math.nan
+            if "fit_seconds" in res.records:
+                row["fit_seconds"] = float(res.records["fit_seconds"].mean())
+            summary.append(row)
+    return pd.DataFrame(summary), pd.concat(curves, ignore_index=True)
 
 
 # =============================================================================================
@@ -734,3 +802,35 @@ def tail_statistics(x, fit_method: str = "quantile") -> dict:
            "alpha": f.alpha, "beta": f.beta}
     out.update(half_tail_fits(z))
     return out
+
+
+def tail_table(net, x, y, loss="mse", copies: int = 16, draws: int = 3,
+               forward_copies: int = 4, fit_method: str = "quantile"):
+    r"""Per-layer tail statistics of the forward and the backward noise of ``net`` (the
+    comparison of the paper's Figs. 2 and A.3), for ``draws`` independent noise draws.
+
+    Forward: the accumulated noise :math:`\mathcal E_i` (:func:`accumulated_noise`, with
+    ``forward_copies`` draws pooled) at every site. Backward: the implicit-effect gradient of
+    every weight matrix (:func:`implicit_effect` with ``copies`` = M). Each is pooled over its
+    entries and summarised by :func:`tail_statistics`; ``loglik_gain`` is the half-Cauchy
+    minus the half-normal mean log-likelihood of the positive part (> 0: Cauchy-like tail).
+
+    Returns
+    -------
+    pandas.DataFrame with columns ``pass`` ("forward"/"backward"), ``layer`` (0-based site or
+    weight-matrix index), ``name``, ``draw`` and the statistics.
+    """
+    import pandas as pd
+    net = _check_net(net)
+    draws = check_int("draws", draws, low=1)
+    rows = []
+    for draw in range(draws):
+        ie = implicit_effect(net, x, y, loss, copies=copies)
+        fwd = accumulated_noise(net, x, copies=forward_copies)
+        for pass_, items in (("forward", fwd.items()), ("backward", ie.grads.items())):
+            for layer, (name, v) in enumerate(items):
+                st = tail_statistics(v, fit_method)
+                st["loglik_gain"] = st["halfcauchy_loglik"] - st["halfnorm_loglik"]
+                rows.append({"pass": pass_, "layer": layer, "name": name, "draw": draw, **st})
+    return pd.DataFrame(rows)
+

@@ -425,3 +425,14 @@ def test_marginal_loss_probe_is_repeatable_and_matches_monte_carlo():
     with torch.no_grad():
         mc = float(gni.m_sample_loss(net, d.x, d.y, "mse", 400))
     assert abs(r1["marginal_loss"] - mc) < 6 * r1["marginal_loss_se"]
+
+
+def test_tail_table_rows_and_columns():
+    d = make_sinusoids(50, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    net = _net(0.1, width=32, depth=4)
+    t = gni.tail_table(net, d.x, d.y, "mse", copies=4, draws=2, forward_copies=2)
+    # 3 sites forward + 4 weight matrices backward, per draw
+    assert len(t) == 2 * (3 + 4)
+    assert set(t["pass"]) == {"forward", "backward"}
+    assert {"skewness", "excess_kurtosis", "alpha", "beta", "loglik_gain", "n_zero"} <= set(t)
+    assert np.isfinite(t[["skewness", "excess_kurtosis", "alpha"]].to_numpy()).all()
