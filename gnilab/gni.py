@@ -76,6 +76,10 @@ from torch import nn
 
 from . import stable as _stable
 from . import train as _train
+from ._gni_dynamics import (  # noqa: F401  (Eqs. 4.4-4.9, re-exported: see __all__)
+    CorrectedDrift, GNIRun, TVDistance, corrected_drift, density_modes, feller_to_stable,
+    gibbs_density, gibbs_probabilities, gibbs_sample, grunwald_weights, h0, simulate_gni,
+    stable_to_feller, tv_to_gibbs)
 from ._validation import check_bool, check_choice, check_int, check_real
 
 __all__ = [
@@ -94,6 +98,21 @@ __all__ = [
     "half_tail_fits",
     "tail_statistics",
     "tail_table",
+    # the asymmetric stable dynamics (gnilab._gni_dynamics)
+    "feller_to_stable",
+    "stable_to_feller",
+    "grunwald_weights",
+    "h0",
+    "CorrectedDrift",
+    "corrected_drift",
+    "GNIRun",
+    "simulate_gni",
+    "gibbs_density",
+    "gibbs_probabilities",
+    "gibbs_sample",
+    "TVDistance",
+    "tv_to_gibbs",
+    "density_modes",
 ]
 
 # activation modules: the default injection sites (nn.Identity is models.MLP's "linear")
