@@ -253,9 +253,10 @@ class GaussianNoiseInjection(nn.Module):
         if self._pending > 1:                  # the first site reached: tile the copies here
             h = h.repeat(self._pending, *([1] * (h.dim() - 1)))        # copy-major rows
             self._pending = 1
-        if self.noisy:
+        if self.noisy:                         # one fused kernel each: h + s eps, h + s h eps
             eps = self._draw(site, h)
-            h = h + self._sigma * eps if self.kind == "additive" else h * (1 + self._sigma * eps)
+            h = torch.add(h, eps, alpha=self._sigma) if self.kind == "additive" else \
+                torch.addcmul(h, h, eps, value=self._sigma)
         if self._capture is not None:
             self._capture[site] = h
         return h
