@@ -90,6 +90,8 @@ _DROP = 40.0            # truncate where log F is this far below its maximum (e^
 _UMAX = 200.0           # |u| range of the logistic variable (offsets down to Phi * e^-200)
 _NEAR1 = 1e-4           # |alpha - 1| below which the S0 density is interpolated in alpha
 _SMALLB = 1e-4          # |beta| below which the alpha = 1 density is interpolated in beta
+_ALPHA1_LINEAR = 1e-5   # 1 + beta at and below which the alpha = 1 series is its Taylor
+                        # polynomial in 1 + beta (see _alpha1_series)
 _N_NODES = 64           # Gauss-Legendre nodes per side of the peak
 
 
@@ -623,7 +625,10 @@ def _alpha1_series(x, b, kind="pdf", n_terms=_ALPHA1_TERMS):
     L = lx.to(torch.complex128 if x.dtype == torch.float64 else torch.complex64) + 1j * PI / 2
     lead = 2 * lx if kind == "pdf" else lx          # factored out: x^-2 resp. x^-1
     ic = 1j * (2 * b / PI)
+    i2 = 2j / PI
     tot = torch.zeros_like(L)
+    dtot = torch.zeros_like(L)        # first and second beta-derivatives of the sum at
+    d2tot = torch.zeros_like(L)       # beta = -1 (see below)
     for n, (psi, A) in enumerate(_alpha1_series_consts(n_terms, kind), start=1):
         A1 = psi - L
         E = [torch.ones_like(L)]              # E_k = [eps^k] exp(A1 eps + sum_j A_j eps^j)
@@ -633,10 +638,24 @@ def _alpha1_series(x, b, kind="pdf", n_terms=_ALPHA1_TERMS):
                 acc = acc + (j * A[j - 2]) * E[k - j]
             E.append(acc / k)
         inner = sum(math.comb(n, k) * math.factorial(k) * ic ** k * E[k] for k in range(n + 1))
+        dinner = sum(math.comb(n, k) * math.factorial(k) * k * i2 ** k * (-1) ** (k - 1) * E[k]
+                     for k in range(1, n + 1))
+        d2inner = sum(math.comb(n, k) * math.factorial(k) * k * (k - 1) * i2 ** k
+                      * (-1) ** (k - 2) * E[k] for k in range(2, n + 1))
         if kind == "pdf":            # Gamma(n + 1)/n! = 1
-            tot = tot + (-1) ** n * torch.exp(lead - (n + 1) * L) * inner
+            w = (-1) ** n * torch.exp(lead - (n + 1) * L)
         else:                        # Gamma(n)/n! = 1/n
-            tot = tot + ((-1) ** n / n) * torch.exp(lead - n * L) * inner
+            w = ((-1) ** n / n) * torch.exp(lead - n * L)
+        tot = tot + w * inner
+        dtot = dtot + w * dinner
+        d2tot = d2tot + w * d2inner
+    # The sum is a polynomial in beta that vanishes at beta = -1 (the light side of a totally
+    # skewed law is below every power of 1/x); its terms cancel to ~1e-16 of their size, a
+    # relative error of ~1e-16/(1 + beta). For 1 + beta <= 1e-5 it is evaluated instead by its
+    # Taylor polynomial at beta = -1, (1 + beta) S' + (1 + beta)^2 S''/2 (relative error
+    # O((1 + beta)^2) <= ~1e-10).
+    onep = 1 + b
+    tot = torch.where(onep <= _ALPHA1_LINEAR, onep * dtot + onep * onep / 2 * d2tot, tot)
     return (tot.real if kind == "pdf" else tot.imag) / PI
 
 
@@ -644,11 +663,14 @@ def _alpha1_series_from(b):
     """x beyond which :func:`_alpha1_series` is used for S1(1, beta) at x > 0: the neglected
     terms are about (3/x)^12 relative to the leading one, which carries the factor 1 + beta,
     so x >= 3 (1e13/(1 + beta))^(1/12), and at least 30 (checked against 30-digit mpmath
-    in the tests). Never where 1 + beta <= 1e-12: the terms then cancel to rounding noise
-    (~1e-16 of their size), which can make the sum negative."""
+    in the tests). Where 0 < 1 + beta <= 1e-5 the series is a Taylor polynomial in 1 + beta
+    (see :func:`_alpha1_series`) and holds from 30 on; at 1 + beta = 0 there is no series
+    (the density is the light tail alone)."""
     onep = (1 + b).clamp(min=1e-300)
-    return torch.where(1 + b > 1e-12, torch.clamp(3 * (1e13 / onep) ** (1 / 12), min=30.0),
-                       torch.full_like(b, math.inf))
+    return torch.where(1 + b > _ALPHA1_LINEAR,
+                       torch.clamp(3 * (1e13 / onep) ** (1 / 12), min=30.0),
+                       torch.where(1 + b > 0, torch.full_like(b, 30.0),
+                                   torch.full_like(b, math.inf)))
 
 
 def _logpdf_at_zeta(a, b):
