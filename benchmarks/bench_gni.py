@@ -37,15 +37,14 @@ import os
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _timing import median_time  # noqa: E402
 from gnilab import data, gni, stable  # noqa: E402
 from gnilab.models import MLP  # noqa: E402
 
@@ -57,13 +56,7 @@ except ImportError:          # pragma: no cover
 
 
 def med_time(fn, repeats):
-    fn()                                     # warm-up
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
+    return median_time(fn, repeats, warmup=True)
 
 
 def fig2_setup(width=256, depth=4, n=200, seed=0):

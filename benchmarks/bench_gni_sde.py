@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +28,8 @@ import torch
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import median_time  # noqa: E402
 from gnilab import _gni_dynamics as G  # noqa: E402
 from gnilab.levy import Quartic  # noqa: E402
 
@@ -73,12 +73,7 @@ def gnilab_corrected(n_paths, steps, seed=0):
 
 
 def _time(fn, repeats):
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+    return median_time(fn, repeats)
 
 
 def bench_sde(quick: bool):

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import resource
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,8 @@ import torch
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import median_time  # noqa: E402
 from gnilab import levy as L  # noqa: E402
 
 A, EPS, DT = 1.5, 0.2, 0.01
@@ -77,12 +77,7 @@ def gnilab_run(n_paths, steps, device="cpu", record="both", dtype=torch.float64)
 
 
 def timeit(fn, repeats):
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+    return median_time(fn, repeats)
 
 
 def main():

@@ -76,6 +76,7 @@ from torch import nn
 
 from . import stable as _stable
 from . import train as _train
+from . import _gni_dynamics
 from ._gni_dynamics import (  # noqa: F401  (Eqs. 4.4-4.9, re-exported: see __all__)
     CorrectedDrift, GNIRun, TVDistance, corrected_drift, density_modes, feller_to_stable,
     gibbs_density, gibbs_probabilities, gibbs_sample, grunwald_weights, h0, simulate_gni,
@@ -98,22 +99,7 @@ __all__ = [
     "half_tail_fits",
     "tail_statistics",
     "tail_table",
-    # the asymmetric stable dynamics (gnilab._gni_dynamics)
-    "feller_to_stable",
-    "stable_to_feller",
-    "grunwald_weights",
-    "h0",
-    "CorrectedDrift",
-    "corrected_drift",
-    "GNIRun",
-    "simulate_gni",
-    "gibbs_density",
-    "gibbs_probabilities",
-    "gibbs_sample",
-    "TVDistance",
-    "tv_to_gibbs",
-    "density_modes",
-]
+] + list(_gni_dynamics.__all__)     # the asymmetric stable dynamics, imported above
 
 # activation modules: the default injection sites (nn.Identity is models.MLP's "linear")
 _ACTIVATIONS = (nn.ReLU, nn.ELU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.LeakyReLU, nn.SiLU,
