@@ -65,7 +65,7 @@ import torch
 from torch import nn
 
 from ._validation import check_bool, check_choice, check_int, check_real
-from .curvature import gradient_covariance, hessian_eigenpairs
+from .curvature import dense_hessian, gradient_covariance, hessian_eigenpairs
 
 __all__ = [
     "KINDS",
@@ -161,7 +161,9 @@ class GLDNoise:
     ddof : int
         0 or 1, see :func:`gnilab.curvature.gradient_covariance`.
     lanczos_tol : float
-        Relative residual of the Hessian eigenpairs (:func:`gnilab.curvature.lanczos`).
+        Relative residual of the Hessian eigenpairs (:func:`gnilab.curvature.lanczos`; used
+        when D > max(10k, k + 100), below which the dense Hessian of
+        :func:`gnilab.curvature.dense_hessian` and ``eigh`` cost no more products).
     chunk_size : int, optional
         Passed to the curvature routines (memory bound).
     generator : torch.Generator, optional
@@ -281,14 +283,26 @@ class GLDNoise:
             k = 1 if kind == "gld_eigvec" else self.k
             if k > dim:
                 raise ValueError(f"k must be an integer in [1, {dim}] (D = {dim}), got {k}")
-            eig = hessian_eigenpairs(model, self.data, k, self.loss, tol=self.lanczos_tol,
-                                     chunk_size=self.chunk_size, generator=self.generator)
+            values, vectors = self._hessian_top(model, k, dim)
             if kind == "gld_eigvec":
-                self.basis = eig.vectors[:, :1].to(device, dtype)
+                self.basis = vectors[:, :1].to(device, dtype)
                 self.scales = torch.full((1,), math.sqrt(budget), device=device, dtype=dtype)
             else:
-                self._set_lowrank(eig.values, eig.vectors, budget, device, dtype)
+                self._set_lowrank(values, vectors, budget, device, dtype)
         return time.perf_counter() - t0
+
+    def _hessian_top(self, model: nn.Module, k: int, dim: int):
+        """Top-k Hessian eigenpairs: the dense Hessian and ``eigh`` when D is no larger than
+        the Krylov space Lanczos would build anyway (max(10k, k + 100) products; it also copes
+        with repeated eigenvalues, e.g. H = 2I in the toy's flat basin), else Lanczos."""
+        if dim <= max(10 * k, k + 100):
+            h = dense_hessian(model, self.data, self.loss, chunk_size=self.chunk_size,
+                              dtype=torch.float64)
+            lam, vec = torch.linalg.eigh(h)
+            return lam.flip(0)[:k], vec.flip(1)[:, :k]
+        eig = hessian_eigenpairs(model, self.data, k, self.loss, tol=self.lanczos_tol,
+                                 chunk_size=self.chunk_size, generator=self.generator)
+        return eig.values, eig.vectors
 
     def _set_lowrank(self, values, vectors, budget, device, dtype) -> None:
         lam = values.double().clamp_min(0.0).cpu()
