@@ -414,7 +414,7 @@ def _sym(name: str, a) -> torch.Tensor:
         raise ValueError(f"{name} must be a square matrix, got shape {tuple(t.shape)}")
     if not torch.isfinite(t).all():
         raise ValueError(f"{name} must be finite")
-    t = t.double()
+    t = t.detach().double().cpu()    # small dense matrices: the closed forms run on the CPU
     return 0.5 * (t + t.T)
 
 
@@ -423,7 +423,6 @@ def _pair(hessian, sigma):
     if h.shape != s.shape:
         raise ValueError(f"hessian and sigma must have the same shape, got {tuple(h.shape)} and "
                          f"{tuple(s.shape)}")
-    s = s.to(h.device)
     lam, u = torch.linalg.eigh(h)
     scale = max(float(lam.abs().max()), 1e-300)
     if float(lam.min()) < -1e-10 * scale:
@@ -436,7 +435,7 @@ def _pair(hessian, sigma):
 
 
 def _times(t) -> torch.Tensor:
-    tt = torch.as_tensor(t, dtype=torch.float64)
+    tt = torch.as_tensor(t).detach().to("cpu", torch.float64)
     if not torch.isfinite(tt).all() or (tt < 0).any():
         raise ValueError(f"t must be finite and >= 0, got {t!r}")
     return tt
@@ -468,10 +467,10 @@ def ou_escaping_efficiency(hessian, sigma, t, lr: float = 1.0) -> torch.Tensor:
     """
     lr = check_real("lr", lr, low=0, low_open=True)
     lam, u, s = _pair(hessian, sigma)
-    tt = _times(t).to(lam.device)
+    tt = _times(t)
     sdiag = torch.diagonal(u.T @ s @ u)            # (UᵀΣU)_ii
     factor = -torch.expm1(-2.0 * lam * tt.reshape(tt.shape + (1,)))   # 1 − e^{−2λt}
-    return (0.25 * lr * (factor * sdiag).sum(-1)).cpu()
+    return 0.25 * lr * (factor * sdiag).sum(-1)
 
 
 def ou_escaping_limit(hessian, sigma, lr: float = 1.0) -> float:
@@ -714,6 +713,9 @@ class EscapeResult:
     final : dict kind → Tensor ``[runs, 2]``
     path : dict kind → Tensor ``[steps + 1, keep, 2]`` of the first ``keep_paths`` runs.
     seconds : float
+    trace_h_sigma : dict kind → Tensor ``[steps]``
+        Tr(HΣ) (Σ the per-example gradient covariance) at each step before the update,
+        averaged over the runs: the escaping indicator of Eqs. 11 and 13 along the way.
     """
 
     counts: dict
@@ -721,6 +723,7 @@ class EscapeResult:
     final: dict
     path: dict
     seconds: float
+    trace_h_sigma: dict
 
     def rates(self, z: float = 1.96) -> dict:
         """kind → (rate, low, high): Wilson score intervals at normal quantile ``z``."""
@@ -787,9 +790,11 @@ def toy2d_escape(kinds: Sequence[str] = ("gd", "gld_const", "gld_diag", "gld_lea
     kind_of = torch.arange(m, device=device).repeat_interleave(runs)
     masks = {kd: kind_of == i for i, kd in enumerate(kinds)}
     paths = [w.clone()] if keep_paths else []
+    ths = []
     eye = torch.eye(2, dtype=dtype, device=device)
     for _ in range(steps):
         g, cov, hess = _toy_stats(w, x)
+        ths.append((hess * cov).sum((1, 2)))
         z = _normal((runs * m, 2), generator, device, dtype)
         # a square root R with R Rᵀ = C / Tr C, per kind; the noise is √budget · R z
         root = torch.zeros(runs * m, 2, 2, dtype=dtype, device=device)
@@ -822,4 +827,6 @@ def toy2d_escape(kinds: Sequence[str] = ("gd", "gld_const", "gld_diag", "gld_lea
     if keep_paths:
         p = torch.stack(paths)          # [steps + 1, R·m, 2]
         path = {kd: p[:, mask][:, :keep_paths].cpu() for kd, mask in masks.items()}
-    return EscapeResult(counts, runs, final, path, seconds)
+    ths = torch.stack(ths) if ths else torch.zeros(0, runs * m, dtype=dtype, device=device)
+    indicator = {kd: ths[:, mask].mean(1).cpu() for kd, mask in masks.items()}
+    return EscapeResult(counts, runs, final, path, seconds, indicator)

@@ -441,6 +441,10 @@ def test_toy2d_escape_small():
     gd = res.final["gd"]
     assert float((gd - 1.0).abs().max()) < 0.05       # GD stays at the sharp minimum
     assert res.path["gld_eigvec"].shape == (51, 2, 2)
+    # Tr(HΣ) at the sharp minimum: H Σ_x H with Σ_x the data covariance, Tr(H²Σ_x H) ≈
+    # 20³·1e-3 + 200³·1e-4 = 808 (the data's empirical covariance varies by ~1/√100 per run)
+    ind = res.trace_h_sigma["gd"]
+    assert ind.shape == (50,) and 600 < float(ind[0]) < 1000
     p, lo, hi = res.rates()["gd"]
     assert p == 0 and lo == 0 and 0 < hi < 0.35
 
