@@ -12,12 +12,15 @@ Modules (one concept each; import the ones you need, e.g. ``from gnilab import d
 ``stable``    alpha-stable laws: densities, sampling, fits, tail-index estimators
 ``levy``      Lévy-driven gradient dynamics and their metastability
 ``gni``       Gaussian noise injections: explicit and implicit effects, asymmetric dynamics
+``curvature`` Hessian operators, Lanczos, traces, the gradient covariance and Tr(H Sigma)
+``dynamics``  GD with the anisotropic noises of Zhu et al. (GLD family), the OU escape formula
 """
 import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("config", "data", "models", "train", "noise", "plotting", "stable", "levy", "gni")
+_SUBMODULES = ("config", "data", "models", "train", "noise", "plotting", "stable", "levy", "gni",
+               "curvature", "dynamics")
 __all__ = list(_SUBMODULES) + ["__version__"]
 
 

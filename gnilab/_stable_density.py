@@ -863,7 +863,8 @@ def std_cdf(z, a, b, param, n=_N_NODES):
         w = _lagrange3(e)
         lower = lower.index_put((i,), sum(wi * li for wi, li in zip(w, los)))
         upper = upper.index_put((i,), sum(wi * ui for wi, ui in zip(w, ups)))
-    return lower, upper
+    # probabilities: a rounding error below 0 or above 1 is not a probability
+    return lower.clamp(0, 1), upper.clamp(0, 1)
 
 
 def _cdf_general(z, a, b, param, n):
@@ -873,6 +874,9 @@ def _cdf_general(z, a, b, param, n):
     up = torch.zeros_like(xa) + 0 * (xa + bb)
     outside = (a < 1) & (bb == -1)         # Y <= 0 a.s.
     th0 = torch.atan(bb * torch.tan(PI * a / 2)) / a
+    # alpha < 1, beta = 1: theta0 = pi/2 exactly, so F(0) = 0 at the support edge (rounding in
+    # atan(tan(.)) gave -7e-17)
+    th0 = torch.where((a < 1) & (bb == 1), torch.full_like(th0, PI / 2), th0)
     at_zero = (xa == 0) & ~outside
     far = (xa.clamp(min=1e-300) ** (-a) * torch.sqrt(1 + (bb * torch.tan(PI * a / 2)) ** 2) < 1e-8) \
         & ~outside & ~at_zero

@@ -806,3 +806,16 @@ def test_alpha1_series_taylor_branch_on_the_faint_side():
         tiny = _sd._alpha1_series(X, torch.full_like(X, -1 + 1e-13), kind)
         ratio = tiny / 1e-13 * math.pi
         assert bool(((ratio > 0.85) & (ratio < 1.15)).all()), (kind, ratio)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("a", [0.3, 0.8174098134040833, 0.99])
+def test_cdf_is_exactly_zero_at_the_support_edge(a, dtype):
+    """alpha < 1, beta = 1: F(0) = 0 exactly in S1 (hypothesis found -7e-17 in float32 at
+    alpha = 0.8174: theta0 = atan(tan(pi alpha/2))/alpha missed pi/2 by rounding); beta = -1
+    mirrors it. Every cdf value lies in [0, 1]."""
+    x = torch.tensor([-1e-3, 0.0, 1e-3], dtype=dtype)
+    F = stable.cdf(x, a, 1.0)
+    assert float(F[0]) == 0.0 and float(F[1]) == 0.0 and 0.0 <= float(F[2]) <= 1.0, F
+    G = stable.cdf(-x, a, -1.0)
+    assert float(G[0]) == 1.0 and float(G[1]) == 1.0, G
