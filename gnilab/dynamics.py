@@ -80,6 +80,7 @@ __all__ = [
     "compare_alignment",
     "Toy2D",
     "toy2d_loss",
+    "toy2d_losses",
     "toy2d_data",
     "EscapeResult",
     "toy2d_escape",
@@ -647,6 +648,13 @@ def _toy_per_example(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     sharp = 10.0 * (k1 * a - k2 * b) ** 2 + 100.0 * (k1 * a + k2 * b) ** 2
     flat = c ** 2 + e ** 2
     return torch.minimum(sharp, flat)
+
+
+def toy2d_losses(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The per-example losses ℓ(w; x_i) of the 2-D toy (see :class:`Toy2D`) for many w at
+    once: ``w [..., 2]``, ``x [n, 2]`` (or ``[..., n, 2]``) → ``[..., n]``; e.g. the landscape
+    on a grid is ``toy2d_losses(grid, x).mean(-1)``."""
+    return _toy_per_example(torch.as_tensor(w), torch.as_tensor(x))
 
 
 class Toy2D(nn.Module):

@@ -18,7 +18,7 @@ from torch import nn
 
 from ._validation import check_choice, check_int, check_real
 
-__all__ = ["MLP", "ConvSmall", "count_parameters", "ACTIVATIONS"]
+__all__ = ["MLP", "ConvSmall", "FixedOutputNet", "count_parameters", "ACTIVATIONS"]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -134,3 +134,31 @@ class ConvSmall(nn.Module):
         if x.dim() == 2:  # flattened images
             x = x.view(x.shape[0], -1, 28, 28)
         return self.classifier(self.features(x))
+
+
+class FixedOutputNet(nn.Module):
+    r"""One hidden ReLU layer with fixed output weights: the network of Zhu et al.'s (2019)
+    one-hidden-layer experiment (their Fig. 4),
+
+    .. math::  f(x) = \operatorname{clip}\Big(\sum_{j=1}^m a_j\,\mathrm{ReLU}(w_j^\top x + b_j),
+               \ \delta,\ 1-\delta\Big),\qquad a_j = +1\ (j \le m/2),\ -1\ (j > m/2),
+
+    with only the input weights :math:`w_j` and biases :math:`b_j` trained (``D = m(d + 1)``
+    parameters; the output weights are a buffer). Output shape ``[N, 1]``.
+    """
+
+    def __init__(self, in_features: int = 2, hidden: int = 100, delta: float = 1e-3, *,
+                 device=None, dtype=None):
+        super().__init__()
+        in_features = check_int("in_features", in_features, low=1)
+        hidden = check_int("hidden", hidden, low=2)
+        delta = check_real("delta", delta, low=0, high=0.5, high_open=True)
+        self.hidden = nn.Linear(in_features, hidden, device=device, dtype=dtype)
+        a = torch.cat([torch.ones(hidden // 2), -torch.ones(hidden - hidden // 2)])
+        self.register_buffer("out_weights", a.to(device=device, dtype=self.hidden.weight.dtype))
+        self.delta = delta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.hidden(x)) @ self.out_weights
+        return out.clamp(self.delta, 1 - self.delta)[:, None]
+

@@ -477,3 +477,14 @@ def test_toy2d_escape_ordering():
     assert c["gld_const"] <= 6 and c["gld_diag"] <= 6
     for kind in ("gld_leading", "gld_hessian", "gld_eigvec"):
         assert c[kind] >= 12, c
+
+
+def test_toy2d_losses_on_a_grid_match_the_module():
+    x = dy.toy2d_data(20, generator=torch.Generator().manual_seed(3),
+                            dtype=torch.float64).x
+    grid = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [0.3, -0.2]], dtype=torch.float64)
+    many = dy.toy2d_losses(grid, x)
+    assert many.shape == (3, 20)
+    for i, w in enumerate(grid):
+        assert torch.allclose(many[i], dy.Toy2D(tuple(w.tolist()),
+                                                      dtype=torch.float64)(x))

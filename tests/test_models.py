@@ -49,3 +49,21 @@ def test_bad_arguments_are_named(kwargs, name):
 def test_non_integer_size_is_a_type_error():
     with pytest.raises(TypeError, match=r"width must be an integer >= 1, got 2\.5"):
         MLP(3, 2.5, 2, 2)
+
+
+def test_fixed_output_net_trains_only_its_input_layer():
+    import torch
+    from gnilab.models import FixedOutputNet, count_parameters
+    net = FixedOutputNet(2, 10).double()
+    assert count_parameters(net) == 30                     # m (d + 1)
+    assert net.out_weights.tolist() == [1.0] * 5 + [-1.0] * 5
+    x = torch.randn(7, 2, dtype=torch.float64)
+    out = net(x)
+    assert out.shape == (7, 1) and bool(((out >= 1e-3) & (out <= 1 - 1e-3)).all())
+    h = torch.relu(net.hidden(x))
+    ref = (h[:, :5].sum(1) - h[:, 5:].sum(1)).clamp(1e-3, 1 - 1e-3)
+    assert torch.allclose(out[:, 0], ref)
+    with pytest.raises(ValueError, match="hidden"):
+        FixedOutputNet(2, 1)
+    with pytest.raises(ValueError, match="delta"):
+        FixedOutputNet(2, 10, delta=0.5)
