@@ -26,7 +26,8 @@ import numbers
 import numpy as np
 import torch
 
-__all__ = ["check_int", "check_real", "check_bool", "check_choice", "check_tensor_range"]
+__all__ = ["check_int", "check_real", "check_bool", "check_choice", "check_tensor_range",
+           "check_generator"]
 
 _SHOW_AT_MOST = 4   # offending values listed by check_tensor_range
 
@@ -243,3 +244,21 @@ def check_tensor_range(name: str, t, low=None, high=None, low_open: bool = False
         more = ", ..." if bad.numel() > _SHOW_AT_MOST else ""
         raise ValueError(f"{name} must be {allowed}, got {shown}{more}")
     return t
+
+
+def check_generator(name: str, value, seeds: bool = False, cpu_only: bool = False):
+    """A random-number source argument: ``None`` (torch's global generator) or a
+    ``torch.Generator`` (on the CPU only, with ``cpu_only``); with ``seeds``, an int seed is
+    accepted too and turned into a fresh CPU generator. TypeError for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, torch.Generator):
+        if cpu_only and value.device.type != "cpu":
+            raise ValueError(f"{name} must be a CPU torch.Generator (draws are made on the CPU "
+                             f"and then moved), got one on {value.device}")
+        return value
+    if seeds and isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return torch.Generator().manual_seed(int(value))
+    allowed = "None, an int seed or a torch.Generator" if seeds else "a torch.Generator or None"
+    raise TypeError(f"{name} must be {allowed}, got {type(value).__name__}")
+

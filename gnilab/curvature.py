@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validation import check_choice, check_int, check_real
+from ._validation import check_choice, check_generator, check_int, check_real
 from .train import get_loss
 
 __all__ = [
@@ -129,10 +129,7 @@ class _Objective:
 # --------------------------------------------------------------------------------------------
 
 def _as_generator(generator) -> Optional[torch.Generator]:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got "
-                        f"{type(generator).__name__}")
-    return generator
+    return check_generator("generator", generator)
 
 
 def _randn(shape, generator, device, dtype) -> torch.Tensor:

@@ -48,7 +48,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ._validation import check_bool, check_choice, check_int, check_real
+from ._validation import check_bool, check_choice, check_generator, check_int, check_real
 from .config import resolve_device, resolve_dtype
 
 __all__ = [
@@ -238,15 +238,7 @@ def _check_limit(limit) -> Optional[int]:
 
 
 def _check_generator(generator) -> Optional[torch.Generator]:
-    if generator is None:
-        return None
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got "
-                        f"{type(generator).__name__}")
-    if generator.device.type != "cpu":
-        raise ValueError(f"generator must be a CPU torch.Generator (data are sampled on the CPU "
-                         f"and then moved), got one on {generator.device}")
-    return generator
+    return check_generator("generator", generator, cpu_only=True)
 
 
 def _float_dtype(dtype) -> torch.dtype:

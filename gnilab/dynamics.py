@@ -64,7 +64,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validation import check_bool, check_choice, check_int, check_real
+from ._validation import check_bool, check_choice, check_generator, check_int, check_real
 from .curvature import dense_hessian, gradient_covariance, hessian_eigenpairs
 
 __all__ = [
@@ -95,10 +95,7 @@ LossLike = Union[str, Callable[..., torch.Tensor]]
 
 
 def _check_generator(generator) -> Optional[torch.Generator]:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got "
-                        f"{type(generator).__name__}")
-    return generator
+    return check_generator("generator", generator)
 
 
 def _normal(shape, generator, device, dtype) -> torch.Tensor:

@@ -81,7 +81,7 @@ from ._gni_dynamics import (  # noqa: F401  (Eqs. 4.4-4.9, re-exported: see __al
     CorrectedDrift, GNIRun, TVDistance, corrected_drift, density_modes, feller_to_stable,
     gibbs_density, gibbs_probabilities, gibbs_sample, grunwald_weights, h0, simulate_gni,
     stable_to_feller, tv_to_gibbs)
-from ._validation import check_bool, check_choice, check_int, check_real
+from ._validation import check_bool, check_choice, check_generator, check_int, check_real
 
 __all__ = [
     "GaussianNoiseInjection",
@@ -108,12 +108,7 @@ _KINDS = ("additive", "multiplicative")
 
 
 def _check_generator(generator) -> Optional[torch.Generator]:
-    if generator is None or isinstance(generator, torch.Generator):
-        return generator
-    if isinstance(generator, (int, np.integer)) and not isinstance(generator, bool):
-        return torch.Generator().manual_seed(int(generator))
-    raise TypeError(f"generator must be None, an int seed or a torch.Generator, got "
-                    f"{type(generator).__name__}")
+    return check_generator("generator", generator, seeds=True)
 
 
 class GaussianNoiseInjection(nn.Module):

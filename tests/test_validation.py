@@ -285,3 +285,19 @@ def test_models_train_noise_config_share_the_rule():
         noise.probe(None, 10, every=5, start=-1)
     with pytest.raises(ValueError, match="scale must be one of 'fast', 'default', 'paper'"):
         config.set_scale("huge")
+
+
+def test_check_generator():
+    import torch
+    from gnilab._validation import check_generator
+    g = torch.Generator()
+    assert check_generator("generator", None) is None
+    assert check_generator("generator", g) is g
+    s = check_generator("generator", 3, seeds=True)
+    assert isinstance(s, torch.Generator) and s.initial_seed() == 3
+    with pytest.raises(TypeError, match="generator must be a torch.Generator or None, got int"):
+        check_generator("generator", 3)
+    with pytest.raises(TypeError, match="an int seed"):
+        check_generator("generator", True, seeds=True)
+    with pytest.raises(TypeError, match="rng must be"):
+        check_generator("rng", "seed")
