@@ -13,7 +13,7 @@ from torch.func import functional_call
 from gnilab import curvature as cv
 from gnilab.models import MLP, ConvSmall
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gen(seed=0):

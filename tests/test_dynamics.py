@@ -11,7 +11,7 @@ from gnilab.curvature import dense_hessian, gradient_covariance
 from gnilab.data import ArrayDataset
 from gnilab.train import train
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 Z = 4.5   # z-score bound of the statistical checks (two-sided p ≈ 7e-6 each)
 
