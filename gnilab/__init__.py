@@ -15,13 +15,14 @@ Modules (one concept each; import the ones you need, e.g. ``from gnilab import d
 ``curvature`` Hessian operators, Lanczos, traces, the gradient covariance and Tr(H Sigma)
 ``dynamics``  GD with the anisotropic noises of Zhu et al. (GLD family), the OU escape formula
 ``msgd``      multiplicative noise: M-SGD's weight families, Theorem 1's local complexities
+``nin``       noise injection nodes: NIWs as a probe of the dynamics, the linear toy's phases
 """
 import importlib
 
 __version__ = "0.1.0"
 
 _SUBMODULES = ("config", "data", "models", "train", "noise", "plotting", "stable", "levy", "gni",
-               "curvature", "dynamics", "msgd")
+               "curvature", "dynamics", "msgd", "nin")
 __all__ = list(_SUBMODULES) + ["__version__"]
 
 
