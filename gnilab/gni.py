@@ -111,6 +111,19 @@ def _check_generator(generator) -> Optional[torch.Generator]:
     return check_generator("generator", generator, seeds=True)
 
 
+class _SiteHook:
+    """The forward hook of one injection site. An object, not a closure, so that
+    ``copy.deepcopy`` of a wrapper gives hooks that point at the copy (a closure would keep
+    injecting through, and reading the switches of, the original)."""
+
+    def __init__(self, owner: "GaussianNoiseInjection", site: str):
+        self.owner, self.site = owner, site
+
+    def __call__(self, module, inputs, output):   # only inside the wrapper's forward pass:
+        owner = self.owner                        # model(x) is clean
+        return owner._inject(self.site, output) if owner._active else output
+
+
 class GaussianNoiseInjection(nn.Module):
     r"""A feed-forward model with Gaussian noise injected on chosen activations (Eq. 2.8).
 
@@ -242,10 +255,8 @@ class GaussianNoiseInjection(nn.Module):
             self._capture[site] = h
         return h
 
-    def _hook(self, site: str):
-        def hook(module, inputs, output):      # only inside this wrapper's forward pass:
-            return self._inject(site, output) if self._active else output   # model(x) is clean
-        return hook
+    def _hook(self, site: str) -> "_SiteHook":
+        return _SiteHook(self, site)
 
     def forward(self, x: torch.Tensor, copies: int = 1,
                 noise: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:

@@ -79,6 +79,24 @@ def test_default_sites_are_hidden_activations_not_input_or_output():
     assert all(isinstance(net.model.get_submodule(s), nn.ReLU) for s in net.sites)
 
 
+def test_deepcopy_injects_through_the_copy():
+    """A deep copy's hooks belong to the copy: it injects its own noise (at its own sigma), and
+    the original stays clean outside its forward pass and keeps its sigma."""
+    import copy
+    net = _net(0.3)
+    twin = copy.deepcopy(net)
+    twin.sigma = 0.0
+    x, _ = _data(8)
+    with torch.no_grad():
+        clean = net.model(x)
+        assert torch.equal(twin(x), clean)                 # sigma 0 on the copy: exact
+        assert not torch.allclose(net(x), clean)           # the original still injects
+        twin.sigma = 0.3
+        assert not torch.allclose(twin(x), clean)          # the copy injects through itself
+        assert torch.equal(twin.model(x), clean)           # and is clean outside its forward
+    assert net.sigma == 0.3
+
+
 # ---------------------------------------------------------------------------------------------
 # the injections themselves
 # ---------------------------------------------------------------------------------------------
