@@ -81,6 +81,7 @@ from ._gni_dynamics import (  # noqa: F401  (Eqs. 4.4-4.9, re-exported: see __al
     CorrectedDrift, GNIRun, TVDistance, corrected_drift, density_modes, feller_to_stable,
     gibbs_density, gibbs_probabilities, gibbs_sample, grunwald_weights, h0, simulate_gni,
     stable_to_feller, tv_to_gibbs)
+from ._injection import NoiseSwitch, SiteHook
 from ._validation import check_bool, check_choice, check_generator, check_int, check_real
 
 __all__ = [
@@ -111,20 +112,7 @@ def _check_generator(generator) -> Optional[torch.Generator]:
     return check_generator("generator", generator, seeds=True)
 
 
-class _SiteHook:
-    """The forward hook of one injection site. An object, not a closure, so that
-    ``copy.deepcopy`` of a wrapper gives hooks that point at the copy (a closure would keep
-    injecting through, and reading the switches of, the original)."""
-
-    def __init__(self, owner: "GaussianNoiseInjection", site: str):
-        self.owner, self.site = owner, site
-
-    def __call__(self, module, inputs, output):   # only inside the wrapper's forward pass:
-        owner = self.owner                        # model(x) is clean
-        return owner._inject(self.site, output) if owner._active else output
-
-
-class GaussianNoiseInjection(nn.Module):
+class GaussianNoiseInjection(NoiseSwitch, nn.Module):
     r"""A feed-forward model with Gaussian noise injected on chosen activations (Eq. 2.8).
 
     Parameters
@@ -194,42 +182,8 @@ class GaussianNoiseInjection(nn.Module):
         self._active = False
         self._pending = 1
         self.tile_at_input = check_bool("tile_at_input", tile_at_input)
-        self._handles = [names[s].register_forward_hook(self._hook(s))
+        self._handles = [names[s].register_forward_hook(SiteHook(self, s))
                          for s in self.sites if s not in ("input", "output")]
-
-    # ---- parameters --------------------------------------------------------------------
-    @property
-    def sigma(self) -> float:
-        """Standard deviation of the injected noise."""
-        return self._sigma
-
-    @sigma.setter
-    def sigma(self, value):
-        self._sigma = check_real("sigma", value, low=0)
-
-    @property
-    def variance(self) -> float:
-        """:math:`\\sigma^2`."""
-        return self._sigma ** 2
-
-    def noise_off(self):
-        """Context manager: no noise inside ``with net.noise_off():`` (the model in train mode)."""
-        net = self
-
-        class _Off:
-            def __enter__(self):
-                self.prev, net.enabled = net.enabled, False
-                return net
-
-            def __exit__(self, *exc):
-                net.enabled = self.prev
-                return False
-        return _Off()
-
-    @property
-    def noisy(self) -> bool:
-        """Whether a forward pass injects noise now."""
-        return self.training and self.enabled and self._sigma > 0
 
     # ---- injection ---------------------------------------------------------------------
     def _draw(self, site: str, h: torch.Tensor) -> torch.Tensor:
@@ -244,6 +198,8 @@ class GaussianNoiseInjection(nn.Module):
         return torch.randn(h.shape, generator=gen, device=dev, dtype=h.dtype).to(h.device)
 
     def _inject(self, site: str, h: torch.Tensor) -> torch.Tensor:
+        if not self._active:                   # a hooked site outside this wrapper's forward
+            return h                           # pass: model(x) is clean
         if self._pending > 1:                  # the first site reached: tile the copies here
             h = h.repeat(self._pending, *([1] * (h.dim() - 1)))        # copy-major rows
             self._pending = 1
@@ -255,8 +211,6 @@ class GaussianNoiseInjection(nn.Module):
             self._capture[site] = h
         return h
 
-    def _hook(self, site: str) -> "_SiteHook":
-        return _SiteHook(self, site)
 
     def forward(self, x: torch.Tensor, copies: int = 1,
                 noise: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:

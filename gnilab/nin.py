@@ -129,6 +129,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import train as _train
+from ._injection import NoiseSwitch, SiteHook
 from ._validation import check_bool, check_choice, check_generator, check_int, check_real
 
 __all__ = [
@@ -227,18 +228,7 @@ class _NoiseSource:
 # the node
 # =============================================================================================
 
-class _Hook:
-    """The forward hook of one NIN layer: an object, not a closure, so that ``copy.deepcopy``
-    of the wrapper rebinds it to the copy (a closure would keep injecting the original's NIW)."""
-
-    def __init__(self, owner: "NoiseInjection", name: str):
-        self.owner, self.name = owner, name
-
-    def __call__(self, module, inputs, output):
-        return self.owner._inject(self.name, output)
-
-
-class NoiseInjection(nn.Module):
+class NoiseInjection(NoiseSwitch, nn.Module):
     r"""A model with a noise injection node feeding chosen ``nn.Linear`` layers (Eq. N1).
 
     Parameters
@@ -321,23 +311,9 @@ class NoiseInjection(nn.Module):
         self._shifts: Optional[Dict[str, torch.Tensor]] = None
         self._position = {name: i for i, name in enumerate(layers)}
         for name in layers:
-            names[name].register_forward_hook(_Hook(self, name))
+            names[name].register_forward_hook(SiteHook(self, name))
 
-    # ---- parameters --------------------------------------------------------------------
-    @property
-    def sigma(self) -> float:
-        """Standard deviation of the NIN output."""
-        return self._sigma
-
-    @sigma.setter
-    def sigma(self, value):
-        self._sigma = check_real("sigma", value, low=0)
-
-    @property
-    def variance(self) -> float:
-        """:math:`\\sigma^2`."""
-        return self._sigma ** 2
-
+    # ---- parameters (sigma, variance, noise_off, noisy: NoiseSwitch) ----------------------
     @property
     def n_samples(self) -> Optional[int]:
         """Size of the training set the noise table is indexed by (``None``: not set)."""
@@ -350,20 +326,6 @@ class NoiseInjection(nn.Module):
     def niw_norms(self) -> Dict[str, float]:
         """:math:`|\\theta_\\ell|` for every layer."""
         return {name: float(p.detach().norm()) for name, p in zip(self.layers, self.niws)}
-
-    @contextlib.contextmanager
-    def noise_off(self):
-        """Context manager: no noise inside ``with net.noise_off():`` (in any mode)."""
-        prev, self.enabled = self.enabled, False
-        try:
-            yield self
-        finally:
-            self.enabled = prev
-
-    @property
-    def noisy(self) -> bool:
-        """Whether a forward pass draws noise now."""
-        return self.training and self.enabled and self._sigma > 0
 
     def redraw(self) -> None:
         """Draw a new noise table at the next use (modes ``"epoch"``/``"fixed"``)."""
