@@ -105,6 +105,14 @@ class MLP(nn.Sequential):
         self.width, self.depth = width, depth
         _apply_init(self, init)
 
+    def __getitem__(self, idx):
+        """A layer, or for a slice an ``nn.Sequential`` of those layers (shared, not copied):
+        ``nn.Sequential`` would rebuild a slice through ``MLP.__init__``, whose arguments are
+        sizes, not layers."""
+        if isinstance(idx, slice):
+            return nn.Sequential(*list(self._modules.values())[idx])
+        return super().__getitem__(idx)
+
 
 class ConvSmall(nn.Module):
     """The 11 330-parameter CNN of Zhu et al. (2019) and Wu et al. (2020) for 28×28 inputs.

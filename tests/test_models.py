@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from torch import nn
+
 from gnilab.models import ConvSmall, MLP, count_parameters
 
 
@@ -67,3 +69,12 @@ def test_fixed_output_net_trains_only_its_input_layer():
         FixedOutputNet(2, 1)
     with pytest.raises(ValueError, match="delta"):
         FixedOutputNet(2, 10, delta=0.5)
+
+
+def test_mlp_slice_is_a_sequential_of_the_same_layers():
+    net = MLP(5, 8, 3, 2)
+    head = net[:3]                                   # Flatten, Linear, ReLU
+    assert isinstance(head, nn.Sequential) and len(head) == 3
+    assert head[1] is net[1]                         # shared, not copied
+    x = torch.randn(4, 5)
+    assert torch.equal(net[3:](head(x)), net(x))
