@@ -16,13 +16,14 @@ Modules (one concept each; import the ones you need, e.g. ``from gnilab import d
 ``dynamics``  GD with the anisotropic noises of Zhu et al. (GLD family), the OU escape formula
 ``msgd``      multiplicative noise: M-SGD's weight families, Theorem 1's local complexities
 ``nin``       noise injection nodes: NIWs as a probe of the dynamics, the linear toy's phases
+``claims``    a chapter's quantitative claims, checked with margins from their spread and recorded
 """
 import importlib
 
 __version__ = "0.1.0"
 
 _SUBMODULES = ("config", "data", "models", "train", "noise", "plotting", "stable", "levy", "gni",
-               "curvature", "dynamics", "msgd", "nin")
+               "curvature", "dynamics", "msgd", "nin", "claims")
 __all__ = list(_SUBMODULES) + ["__version__"]
 
 

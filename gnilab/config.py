@@ -11,6 +11,11 @@ The *scale* decides how big an experiment is:
 
 It is read from the environment variable ``GNILAB_SCALE`` (default ``default``), or set for the
 current process with :func:`set_scale`.
+
+The *base seed* shifts every random seed a chapter uses. It is read from ``GNILAB_SEED``
+(default ``0``), or set with :func:`set_seed` / ``setup(seed=...)``. A chapter derives each of
+its seeds as ``derive_seed(k)`` = ``base * SEED_STRIDE + k``, so base 0 gives the seeds ``k``
+the book was written with, and bases 1, 2, ... give disjoint, independent sets of seeds.
 """
 from __future__ import annotations
 
@@ -33,10 +38,17 @@ __all__ = [
     "resolve_device",
     "resolve_dtype",
     "setup",
+    "SEED_STRIDE",
+    "get_seed",
+    "set_seed",
+    "derive_seed",
+    "subset_seed",
 ]
 
 SCALES = ("fast", "default", "paper")
 _scale_override: Optional[str] = None
+_seed_override: Optional[int] = None
+SEED_STRIDE = 10_000   # seeds k < SEED_STRIDE of different bases never coincide
 
 
 def _check_scale(scale: str, name: str) -> str:
@@ -65,6 +77,44 @@ def by_scale(fast: Any, default: Any, paper: Any, scale: Optional[str] = None) -
     """
     scale = get_scale() if scale is None else _check_scale(scale, "scale")
     return {"fast": fast, "default": default, "paper": paper}[scale]
+
+
+def get_seed() -> int:
+    """The active base seed: :func:`set_seed`'s value, else ``$GNILAB_SEED``, else ``0``."""
+    if _seed_override is not None:
+        return _seed_override
+    text = os.environ.get("GNILAB_SEED", "0").strip() or "0"
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"GNILAB_SEED must be an integer >= 0, got {text!r}") from None
+    return check_int("GNILAB_SEED", value, low=0)
+
+
+def set_seed(seed: Optional[int]) -> None:
+    """Set the base seed for this process (``None`` goes back to ``$GNILAB_SEED``)."""
+    global _seed_override
+    _seed_override = None if seed is None else check_int("seed", seed, low=0)
+
+
+def derive_seed(offset: int = 0, base: Optional[int] = None) -> int:
+    """The seed number ``offset`` of a chapter under base seed ``base`` (default
+    :func:`get_seed`): ``base * SEED_STRIDE + offset``.
+
+    >>> derive_seed(3, base=0), derive_seed(3, base=2)
+    (3, 20003)
+    """
+    offset = check_int("offset", offset, low=0, high=SEED_STRIDE - 1)
+    base = get_seed() if base is None else check_int("base", base, low=0)
+    return base * SEED_STRIDE + offset
+
+
+def subset_seed(offset: int = 0, base: Optional[int] = None) -> Optional[int]:
+    """The seed of a random data subset, or ``None`` under base seed 0 (where a chapter keeps
+    the first examples of a data set, as the book was written): pass it as ``subset_seed=`` of
+    the loaders in :mod:`gnilab.data`."""
+    base = get_seed() if base is None else check_int("base", base, low=0)
+    return None if base == 0 else derive_seed(offset, base)
 
 
 def get_device(prefer: Optional[str] = None) -> torch.device:
@@ -113,11 +163,18 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def setup(seed: int = 0, style: bool = True, verbose: bool = True) -> torch.device:
+def setup(seed: Optional[int] = None, style: bool = True, verbose: bool = True) -> torch.device:
     """One call at the top of a notebook: pick the device, seed everything, set the plot style,
-    and print device and scale. Returns the device."""
+    and print device, scale and base seed. Returns the device.
+
+    ``seed`` is the base seed (see :func:`derive_seed`); ``None`` keeps :func:`get_seed`
+    (``$GNILAB_SEED``, default 0), an integer sets it with :func:`set_seed`. The global RNGs
+    are seeded with ``derive_seed(0)``."""
+    if seed is not None:
+        set_seed(seed)
+    seed = get_seed()
     device = get_device()
-    seed_everything(seed)
+    seed_everything(derive_seed(0))
     torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
     if style:
         from .plotting import set_style

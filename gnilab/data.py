@@ -237,6 +237,21 @@ def _check_limit(limit) -> Optional[int]:
     return None if limit is None else check_int("limit", limit, low=1)
 
 
+def _check_subset_seed(seed) -> Optional[int]:
+    return None if seed is None else check_int("subset_seed", seed, low=0)
+
+
+def _kept_rows(n: int, limit: Optional[int], subset_seed: Optional[int]):
+    """Which of ``n`` examples ``limit`` keeps: the first ``limit`` (``subset_seed=None``), or
+    ``limit`` distinct rows drawn uniformly with that seed, in increasing order."""
+    if limit is None or limit >= n:
+        return slice(None)
+    if subset_seed is None:
+        return slice(0, limit)
+    g = torch.Generator().manual_seed(subset_seed)
+    return np.sort(torch.randperm(n, generator=g)[:limit].numpy())
+
+
 def _check_generator(generator) -> Optional[torch.Generator]:
     return check_generator("generator", generator, cpu_only=True)
 
@@ -628,7 +643,7 @@ def _labels_to_tensor(labels: np.ndarray, device) -> torch.Tensor:
 
 
 def _load_idx_pair(name: str, split: str, paths, limit, normalize, flatten, device, dtype,
-                   mean, std, classes) -> ArrayDataset:
+                   mean, std, classes, subset_seed=None) -> ArrayDataset:
     img_path, lab_path = paths
     images, labels = read_idx(img_path), read_idx(lab_path)
     if images.ndim != 3 or images.dtype != np.uint8:
@@ -643,8 +658,8 @@ def _load_idx_pair(name: str, split: str, paths, limit, normalize, flatten, devi
     if labels.size and int(labels.max()) >= len(classes):
         raise _idx_error(lab_path, f"holds label {int(labels.max())}, outside "
                                    f"0..{len(classes) - 1}")
-    if limit is not None:
-        images, labels = images[:limit], labels[:limit]
+    rows = _kept_rows(images.shape[0], limit, subset_seed)
+    images, labels = images[rows], labels[rows]
     x = _images_to_tensor(images[:, None], mean, std, normalize, device, dtype)
     if flatten:
         x = x.reshape(x.shape[0], -1)
@@ -663,7 +678,8 @@ def _locate_idx(name, split, root, download, mirrors, progress, bare_data_dir, e
 def load_fashion_mnist(split: str = "train", *, root: Optional[PathLike] = None,
                        download: bool = False, limit: Optional[int] = None,
                        normalize: bool = True, flatten: bool = False, device=None, dtype=None,
-                       mirrors=None, progress: bool = True) -> ArrayDataset:
+                       mirrors=None, progress: bool = True,
+                       subset_seed: Optional[int] = None) -> ArrayDataset:
     """Fashion-MNIST (Xiao, Rasul & Vollgraf 2017): 28x28 grey images of 10 kinds of clothing,
     60000 training and 10000 test examples, 6000 / 1000 per class.
 
@@ -681,7 +697,8 @@ def load_fashion_mnist(split: str = "train", *, root: Optional[PathLike] = None,
     download : bool
         Download the official files into the cache (or ``root``) when they are not found.
     limit : int, optional
-        Keep only the first ``limit`` examples (all when ``limit`` exceeds the size).
+        Keep only the first ``limit`` examples (all when ``limit`` exceeds the size), or, with
+        ``subset_seed``, ``limit`` examples drawn without replacement (kept in file order).
     normalize : bool
         After scaling pixels to [0, 1], subtract the training-set mean 0.2860406 and divide by
         its standard deviation 0.3530242 (the same constants for both splits).
@@ -694,6 +711,9 @@ def load_fashion_mnist(split: str = "train", *, root: Optional[PathLike] = None,
         Base URLs to download from instead of the official ones.
     progress : bool
         Show a download progress bar.
+    subset_seed : int, optional
+        Seed of the random subset that ``limit`` keeps (``None``: the first ``limit``). The
+        chapters pass :func:`gnilab.config.subset_seed`, which is ``None`` at base seed 0.
 
     Returns
     -------
@@ -711,12 +731,14 @@ def load_fashion_mnist(split: str = "train", *, root: Optional[PathLike] = None,
            f"{_SYSTEM_DIR / 'fashion-mnist'})")
     paths = _locate_idx("fashion-mnist", split, root, download, mirrors, progress, True, apt)
     return _load_idx_pair("fashion-mnist", split, paths, limit, normalize, flatten, device, dtype,
-                          _FASHION_MNIST_MEAN, _FASHION_MNIST_STD, FASHION_MNIST_CLASSES)
+                          _FASHION_MNIST_MEAN, _FASHION_MNIST_STD, FASHION_MNIST_CLASSES,
+                          _check_subset_seed(subset_seed))
 
 
 def load_mnist(split: str = "train", *, root: Optional[PathLike] = None, download: bool = False,
                limit: Optional[int] = None, normalize: bool = True, flatten: bool = False,
-               device=None, dtype=None, mirrors=None, progress: bool = True) -> ArrayDataset:
+               device=None, dtype=None, mirrors=None, progress: bool = True,
+               subset_seed: Optional[int] = None) -> ArrayDataset:
     """MNIST handwritten digits (LeCun et al. 1998): 28x28 grey images, 60000 / 10000 examples.
 
     Files (plain or ``.gz``) are looked for in ``root`` (only there, when given), else in
@@ -747,7 +769,7 @@ def load_mnist(split: str = "train", *, root: Optional[PathLike] = None, downloa
     device, dtype = resolve_device(device), _float_dtype(dtype)
     paths = _locate_idx("mnist", split, root, download, mirrors, progress, False, "")
     return _load_idx_pair("mnist", split, paths, limit, normalize, flatten, device, dtype,
-                          _MNIST_MEAN, _MNIST_STD, MNIST_CLASSES)
+                          _MNIST_MEAN, _MNIST_STD, MNIST_CLASSES, _check_subset_seed(subset_seed))
 
 
 # ---------------------------------------------------------------------------------------------
