@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 __all__ = ["check_int", "check_real", "check_bool", "check_choice", "check_tensor_range",
-           "check_generator"]
+           "check_generator", "check_finite_module", "check_finite_data"]
 
 _SHOW_AT_MOST = 4   # offending values listed by check_tensor_range
 
@@ -262,3 +262,38 @@ def check_generator(name: str, value, seeds: bool = False, cpu_only: bool = Fals
     allowed = "None, an int seed or a torch.Generator" if seeds else "a torch.Generator or None"
     raise TypeError(f"{name} must be {allowed}, got {type(value).__name__}")
 
+
+
+def check_finite_module(name: str, module):
+    """Every parameter of ``module`` (an ``nn.Module``) finite: one synchronisation per device.
+
+    A NaN or an infinity here is almost always a diverged run reaching an analysis function,
+    which would otherwise return NaN silently; the message names the first offending tensors.
+    """
+    named = list(module.named_parameters())
+    if not named:
+        return module
+    flags = [bool(torch.stack([torch.isfinite(p).all() for _, p in group]).all())
+             for group in _by_device(named)]
+    if all(flags):
+        return module
+    bad = [k for k, p in named if not bool(torch.isfinite(p).all())]
+    shown = ", ".join(bad[:_SHOW_AT_MOST]) + (", ..." if len(bad) > _SHOW_AT_MOST else "")
+    raise ValueError(f"{name} must have finite parameters, got NaN or inf in {shown} "
+                     f"(a diverged run?)")
+
+
+def check_finite_data(name: str, data):
+    """The floating inputs ``data.x`` (and floating targets ``data.y``) finite: one check each."""
+    for part in ("x", "y"):
+        t = getattr(data, part, None)
+        if isinstance(t, torch.Tensor) and t.is_floating_point():
+            check_tensor_range(f"{name}.{part}", t)
+    return data
+
+
+def _by_device(named):
+    groups = {}
+    for k, p in named:
+        groups.setdefault(p.device, []).append((k, p))
+    return list(groups.values())

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validation import check_choice, check_generator, check_int, check_real
+from ._validation import (check_choice, check_finite_data, check_finite_module, check_generator,
+                          check_int, check_real)
 from .train import get_loss
 
 __all__ = [
@@ -84,6 +85,8 @@ class _Objective:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.n = _check_data(data)
+        check_finite_module("model", model)
+        check_finite_data("data", data)
         self.model, self.loss_fn = model, get_loss(loss)
         named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
         if not named:

@@ -82,7 +82,8 @@ from ._gni_dynamics import (  # noqa: F401  (Eqs. 4.4-4.9, re-exported: see __al
     gibbs_density, gibbs_probabilities, gibbs_sample, grunwald_weights, h0, simulate_gni,
     stable_to_feller, tv_to_gibbs)
 from ._injection import NoiseSwitch, SiteHook
-from ._validation import check_bool, check_choice, check_generator, check_int, check_real
+from ._validation import (check_bool, check_choice, check_finite_module, check_generator,
+                          check_int, check_real, check_tensor_range)
 
 __all__ = [
     "GaussianNoiseInjection",
@@ -379,7 +380,8 @@ def implicit_effect(net, x, y, loss="mse", copies: int = 16,
     copies : int >= 1, M
     include_bias : bool, also report bias gradients
     """
-    net = _check_net(net)
+    net = check_finite_module("net", _check_net(net))
+    check_tensor_range("x", x)
     copies = check_int("copies", copies, low=1)
     include_bias = check_bool("include_bias", include_bias)
     loss_fn = _train.get_loss(loss)
@@ -649,7 +651,8 @@ def marginal_loss_probe(data, loss="mse", copies: int = 64, every: int = 10, see
 def compare_arms(model: nn.Module, data, arms: Dict[str, dict], *, sigma: float,
                  kind: str = "additive", steps: int, lr: float, seeds: Sequence[int] = (0,),
                  loss: str = "mse", test_data=None, window: float = 0.5,
-                 probe_copies: int = 64, probe_every: int = 10, progress: bool = True):
+                 probe_copies: int = 64, probe_every: int = 10, probe_seed: int = 0,
+                 progress: bool = True):
     r"""Train the arms of an experiment from the *same* weights and compare them.
 
     Every arm and seed starts from a copy of ``model`` (e.g. trained without noise first, so
@@ -657,7 +660,8 @@ def compare_arms(model: nn.Module, data, arms: Dict[str, dict], *, sigma: float,
     ``sigma``/``kind`` (an arm may override them) and the noise seed ``1000 + seed``, and runs
     :func:`train_gni` with the arm's keyword arguments (``copies``, ``replacement``,
     ``explicit_regulariser``, ``batch_size``, ...). Along the way :func:`marginal_loss_probe`
-    records :math:`f(w) = E_\epsilon \tilde L` on ``data`` every ``probe_every`` steps.
+    records :math:`f(w) = E_\epsilon \tilde L` on ``data`` every ``probe_every`` steps, with
+    the same ``probe_copies`` draws (seed ``probe_seed``) for every arm, seed and step.
 
     Returns
     -------
@@ -682,7 +686,7 @@ def compare_arms(model: nn.Module, data, arms: Dict[str, dict], *, sigma: float,
             res = train_gni(net, data, steps=steps, lr=lr, loss=loss, test_data=test_data,
                             eval_every=probe_every, generator=seed, progress=progress,
                             callbacks=[marginal_loss_probe(data, loss, probe_copies,
-                                                           probe_every)], **kw)
+                                                           probe_every, probe_seed)], **kw)
             rec = res.records.groupby("step").first().reset_index() if len(res.records) \
                 else pd.DataFrame({"step": []})
             run = res.history.merge(rec, on="step", how="left")

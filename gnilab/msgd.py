@@ -108,7 +108,7 @@ from typing import Callable, Optional, Union
 import torch
 from torch import nn
 
-from ._validation import check_choice, check_generator, check_int, check_real
+from ._validation import check_choice, check_generator, check_int, check_real, check_tensor_range
 from .config import resolve_device, resolve_dtype
 from .train import get_loss
 
@@ -436,6 +436,7 @@ class MSGDObjective:
         w = torch.as_tensor(w)
         if w.shape != (len(y),):
             raise ValueError(f"w must have shape ({len(y)},), got {tuple(w.shape)}")
+        check_tensor_range("w", w)   # NaN/inf weights would give a NaN loss silently
         keep = w != 0
         if not bool(keep.all()):
             idx = keep.nonzero().squeeze(1)
@@ -627,6 +628,7 @@ def local_complexity(kind: str, losses, theta: torch.Tensor, delta: float, *,
     delta = check_real("delta", delta, low=0)
     draws = check_int("draws", draws, low=2)
     generator = _check_generator(generator)
+    theta = check_tensor_range("theta", theta)
     exact = isinstance(losses, LinearLosses)
     if not exact:
         if not callable(losses):

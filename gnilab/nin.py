@@ -130,7 +130,8 @@ from tqdm.auto import tqdm
 
 from . import train as _train
 from ._injection import NoiseSwitch, SiteHook
-from ._validation import check_bool, check_choice, check_generator, check_int, check_real
+from ._validation import (check_bool, check_choice, check_finite_data, check_finite_module,
+                          check_generator, check_int, check_real)
 
 __all__ = [
     "LAWS", "MODES", "PHASES",
@@ -478,7 +479,8 @@ def local_curvature(net: NoiseInjection, data, loss="cross_entropy", layer: Opti
     curvature. Computed in ``eval()`` mode on all of ``data`` (``chunk_size`` examples at a
     time).
     """
-    net = _check_net(net)
+    net = check_finite_module("net", _check_net(net))
+    check_finite_data("data", data)
     layer = _check_layer(net, layer)
     theta = net.niw(layer).detach()
     norm = float(theta.norm())
@@ -503,7 +505,8 @@ def local_hessian(net: NoiseInjection, data, loss="cross_entropy", layer: Option
     ``[out, out]`` for the layer's ``out_features`` (one batched double-backward pass per
     chunk; use it for layers of up to a few thousand units). Its top eigenvalue times
     :math:`\eta\sigma^2` is the fastest NIW decay rate of Eq. N3."""
-    net = _check_net(net)
+    net = check_finite_module("net", _check_net(net))
+    check_finite_data("data", data)
     layer = _check_layer(net, layer)
     p = net.niw(layer)
     dim = p.numel()

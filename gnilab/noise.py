@@ -16,7 +16,7 @@ from typing import Callable, Optional, Union
 import torch
 from torch import nn
 
-from ._validation import check_choice, check_int
+from ._validation import check_choice, check_finite_data, check_finite_module, check_int
 from .train import Callback, get_loss
 
 __all__ = [
@@ -95,6 +95,8 @@ def minibatch_gradients(model: nn.Module, data, batch_size: int,
     check_choice("method", method, ("auto", "vmap", "loop"))
     if chunk_size is not None:
         chunk_size = check_int("chunk_size", chunk_size, low=1)
+    check_finite_module("model", model)
+    check_finite_data("data", data)
     loss_fn = get_loss(loss)
     index = _partition(len(data.y), batch_size, shuffle, generator, data.x.device)
     was_training = model.training

@@ -226,18 +226,22 @@ def train(model: nn.Module, data, *, steps: int, lr: float, batch_size: Optional
         rows.append(row)
         return math.isfinite(row["loss"])
 
-    def run_callbacks(step: int) -> None:
-        for cb in callbacks:
-            if step % cb.every == 0:
-                out = cb.fn(step, model)
-                if out is not None:
-                    records.append({"step": step, **out})
+    def run_callbacks(step: int) -> bool:
+        """Run the callbacks due at ``step``; False (and none run) when the parameters are no
+        longer finite, which the caller records as a divergence (an analysis callback would
+        raise on them)."""
+        due = [cb for cb in callbacks if step % cb.every == 0]
+        if due and not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            return False
+        for cb in due:
+            out = cb.fn(step, model)
+            if out is not None:
+                records.append({"step": step, **out})
+        return True
 
     model.train()
-    if not record(0, lr):
+    if not record(0, lr) or not run_callbacks(0):
         diverged_step = 0
-    else:
-        run_callbacks(0)
     bar = tqdm(range(1, steps + 1), disable=None if progress else True, desc="train", leave=False)
     step = 0
     for step in bar if diverged_step is None else ():
@@ -262,15 +266,15 @@ def train(model: nn.Module, data, *, steps: int, lr: float, batch_size: Optional
                 records.append({"step": step, **out})
         opt.step()
         if step % eval_every == 0 or step == steps:
-            if not record(step, current_lr):
+            if not record(step, current_lr) or not run_callbacks(step):
                 diverged_step = step
                 break
-            run_callbacks(step)
             bar.set_postfix(loss=f"{rows[-1]['loss']:.3g}", refresh=False)
             if stop_at_accuracy is not None and rows[-1]["accuracy"] >= stop_at_accuracy:
                 break
-        elif callbacks:
-            run_callbacks(step)
+        elif callbacks and not run_callbacks(step):
+            diverged_step = step
+            break
     bar.close()
     if diverged_step is not None:
         warnings.warn(f"training diverged (non-finite loss) at step {diverged_step}; "

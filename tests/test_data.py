@@ -710,3 +710,24 @@ def test_bad_synthetic_args():
         load_mnist1d(split="val")
     with pytest.raises(ValueError, match="mirrors"):
         data._normalise_mirrors("mnist", [])
+
+
+@needs_fashion
+def test_subset_seed_draws_a_random_subset_of_the_real_files():
+    first = data.load_fashion_mnist("test", limit=50, device="cpu")
+    full = data.load_fashion_mnist("test", device="cpu")
+    sub = data.load_fashion_mnist("test", limit=50, device="cpu", subset_seed=4)
+    again = data.load_fashion_mnist("test", limit=50, device="cpu", subset_seed=4)
+    other = data.load_fashion_mnist("test", limit=50, device="cpu", subset_seed=5)
+    assert torch.equal(first.y, full.y[:50])                   # no seed: the first examples
+    assert torch.equal(sub.x, again.x) and not torch.equal(sub.x, other.x)
+    # every kept row is a distinct row of the file (matched through its exact pixels; the test
+    # split holds no duplicate images)
+    rows = (full.x.reshape(len(full.y), -1)[None] == sub.x.reshape(50, 1, -1)).all(-1)
+    assert (rows.sum(1) >= 1).all()
+    idx = rows.float().argmax(1)
+    assert len(set(idx.tolist())) == 50 and torch.equal(full.y[idx], sub.y)
+    assert (idx.diff() > 0).all()                               # in file order
+    assert len(data.load_fashion_mnist("test", limit=20_000, subset_seed=1, device="cpu")) == 10_000
+    with pytest.raises(ValueError, match="subset_seed must be an integer >= 0"):
+        data.load_fashion_mnist("test", limit=5, subset_seed=-1)

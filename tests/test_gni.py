@@ -445,6 +445,21 @@ def test_marginal_loss_probe_is_repeatable_and_matches_monte_carlo():
     assert abs(r1["marginal_loss"] - mc) < 6 * r1["marginal_loss_se"]
 
 
+
+def test_compare_arms_probe_seed_moves_only_the_probe_draws():
+    d = make_sinusoids(30, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    torch.manual_seed(0)
+    model = MLP(1, 8, 3, 1).double()
+    kw = dict(sigma=0.3, steps=4, lr=0.05, seeds=[0], probe_every=2, probe_copies=8,
+              progress=False)
+    arms = {"M=1": dict(copies=1)}
+    a, _ = gni.compare_arms(model, d, arms, **kw)
+    b, _ = gni.compare_arms(model, d, arms, probe_seed=0, **kw)
+    c, _ = gni.compare_arms(model, d, arms, probe_seed=7, **kw)
+    assert a.marginal_loss.equals(b.marginal_loss)            # 0 is the default
+    assert a.loss.equals(c.loss)                               # training is untouched
+    assert not np.allclose(a.marginal_loss, c.marginal_loss)   # other probe draws
+
 def test_tail_table_rows_and_columns():
     d = make_sinusoids(50, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     net = _net(0.1, width=32, depth=4)

@@ -109,13 +109,17 @@ def test_reproducible_seeds_and_modes():
     fixed = nin.NoiseInjection(copy.deepcopy(model), ["1"], 0.5, mode="fixed", n_samples=10,
                                generator=5)
     out = fixed(x, index=idx)
-    assert torch.equal(fixed(x[3:7], index=idx[3:7]), out[3:7])   # each example keeps its noise
+    # outputs over 4, 5 or 10 rows may take other BLAS kernels: equal to float32 rounding, not
+    # bit for bit (a different noise draw would differ by O(sigma))
+    close = dict(rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fixed(x[3:7], index=idx[3:7]), out[3:7], **close)  # keeps its noise
     epoch = nin.NoiseInjection(copy.deepcopy(model), ["1"], 0.5, mode="epoch", n_samples=10,
                                generator=5)
     first = epoch(x[:5], index=idx[:5])
-    assert torch.equal(epoch(x[5:], index=idx[5:]), out[5:])      # same table within an epoch
+    torch.testing.assert_close(epoch(x[5:], index=idx[5:]), out[5:], **close)  # one table an epoch
     again = epoch(x[:5], index=idx[:5])                           # example 0 comes back: new epoch
-    assert torch.equal(first, out[:5]) and not torch.equal(again, first)
+    torch.testing.assert_close(first, out[:5], **close)
+    assert not torch.allclose(again, first, **close)
     assert epoch._source.draws == 2
     # the toy simulator and the sweep repeat themselves under a seed
     runs = [nin.simulate_toy([0.5, 1.0], 0.2, 20, width=8, batch_size=4, generator=seed,

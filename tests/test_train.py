@@ -133,3 +133,25 @@ def test_objective_and_grad_hook(digits):
     assert list(res.records["step"]) == [1, 2, 3] and res.records["frozen"].all()
     with pytest.raises(TypeError, match="objective"):
         train(model, digits, steps=1, lr=0.1, objective=3, progress=False)
+
+
+def test_callbacks_never_see_non_finite_parameters(digits):
+    """Parameters that became inf/NaN after a step (finite loss before it) stop the run as a
+    divergence before any due callback runs: analysis callbacks raise on such parameters."""
+    torch.manual_seed(0)
+    model = MLP(64, 16, 2, 10)
+    seen = []
+
+    def poison(step, m):                             # a grad hook that wrecks one gradient
+        if step == 3:
+            m[1].weight.grad[0, 0] = float("inf")
+
+    def probe(step, m):
+        seen.append(step)
+        assert all(bool(torch.isfinite(p).all()) for p in m.parameters())
+
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        res = train(model, digits, steps=10, lr=0.1, batch_size=16, eval_every=5,
+                    grad_hook=poison, callbacks=[Callback(1, probe)], progress=False,
+                    generator=torch.Generator().manual_seed(0))
+    assert res.diverged and res.diverged_step == 3 and seen == [0, 1, 2]

@@ -301,3 +301,89 @@ def test_check_generator():
         check_generator("generator", True, seeds=True)
     with pytest.raises(TypeError, match="rng must be"):
         check_generator("rng", "seed")
+
+
+# ---------------------------------------------------------------------------------------------
+# non-finite input to the analysis entry points: a clear ValueError, never a silent NaN
+# ---------------------------------------------------------------------------------------------
+
+def _nan_model_and_data():
+    import torch
+    from gnilab import data, models
+    torch.manual_seed(0)
+    model = models.MLP(4, 8, 2, 3)
+    ds = data.ArrayDataset(torch.randn(12, 4), torch.randint(0, 3, (12,)), "toy")
+    return model, ds
+
+
+def _poison(model):
+    import torch
+    with torch.no_grad():
+        model[1].weight[0, 0] = float("nan")
+    return model
+
+
+def _entry_points():
+    import torch
+    from gnilab import curvature, msgd, nin, noise
+
+    def nin_net(model):
+        return nin.NoiseInjection(model, ["1"], 0.1, generator=0)
+
+    return {
+        "hessian_operator": lambda m, d: curvature.hessian_operator(m, d),
+        "dense_hessian": lambda m, d: curvature.dense_hessian(m, d),
+        "gradient_covariance": lambda m, d: curvature.gradient_covariance(m, d),
+        "expected_sharpness": lambda m, d: curvature.expected_sharpness(m, d, 0.01, 2),
+        "gradient_noise": lambda m, d: noise.gradient_noise(m, d, 3),
+        "gaussian_noise_by_covariance": lambda m, d: msgd.gaussian_noise_by_covariance(m, d, b=3),
+        "local_hessian": lambda m, d: nin.local_hessian(nin_net(m), d),
+        "local_curvature": lambda m, d: nin.local_curvature(nin_net(m), d),
+    }
+
+
+@pytest.mark.parametrize("entry", list(_entry_points()))
+def test_nan_parameters_are_a_clear_error(entry):
+    model, ds = _nan_model_and_data()
+    fn = _entry_points()[entry]
+    fn(model, ds)                                   # finite: runs
+    with pytest.raises(ValueError, match=r"finite parameters, got NaN or inf in .*1\.weight"):
+        fn(_poison(model), ds)
+
+
+@pytest.mark.parametrize("entry", ["hessian_operator", "gradient_covariance", "gradient_noise",
+                                   "local_hessian"])
+def test_non_finite_inputs_are_a_clear_error(entry):
+    import torch
+    from gnilab import data
+    model, ds = _nan_model_and_data()
+    x = ds.x.clone()
+    x[3, 1] = float("inf")
+    with pytest.raises(ValueError, match=r"data\.x must be finite, got inf"):
+        _entry_points()[entry](model, data.ArrayDataset(x, ds.y, "toy"))
+
+
+def test_msgd_weights_theta_and_gni_inputs_must_be_finite():
+    import torch
+    from gnilab import gni, models, msgd
+    model, ds = _nan_model_and_data()
+    obj = msgd.msgd_objective("sgd", 12, b=3)
+    w = torch.full((12,), 1 / 12)
+    obj.weighted_loss(model, ds.x, ds.y, w)
+    w[5] = float("nan")
+    with pytest.raises(ValueError, match=r"^w must be finite, got nan$"):
+        obj.weighted_loss(model, ds.x, ds.y, w)
+    x = torch.randn(20, 3, dtype=torch.float64)
+    losses = msgd.LinearLosses(c=torch.ones(20, dtype=torch.float64), a=x)
+    theta = torch.zeros(3, dtype=torch.float64)
+    msgd.local_complexity("gaussian", losses, theta, 0.1, draws=4, generator=0)
+    with pytest.raises(ValueError, match=r"^theta must be finite, got nan, nan, nan$"):
+        msgd.local_complexity("gaussian", losses, theta.fill_(float("nan")), 0.1, draws=4)
+    net = gni.GaussianNoiseInjection(models.MLP(1, 8, 3, 1), 0.1, "additive", generator=0)
+    xs, ys = torch.randn(10, 1), torch.randn(10, 1)
+    gni.implicit_effect(net, xs, ys, copies=2)
+    with pytest.raises(ValueError, match=r"^x must be finite"):
+        gni.implicit_effect(net, xs.clone().fill_(float("nan")), ys, copies=2)
+    _poison(net.model)
+    with pytest.raises(ValueError, match=r"net must have finite parameters"):
+        gni.implicit_effect(net, xs, ys, copies=2)
