@@ -104,7 +104,8 @@ def _cell() -> Optional[int]:
     except ImportError:  # pragma: no cover
         return None
     shell = get_ipython()
-    return None if shell is None else int(shell.execution_count)
+    # while a cell runs, IPython's counter already holds the next cell's number
+    return None if shell is None else int(shell.execution_count) - 1
 
 
 def check(name: str, measured, op: str, threshold, margin=0.0) -> Claim:
