@@ -9,6 +9,8 @@ Each notebook runs top to bottom on a fresh kernel with ``GNILAB_SEED=<seed>`` a
 every claim). The table (chapter, cell, claim, seed, measured value, op, threshold, margin, slack,
 pass) is written to ``benchmarks/results/robustness.csv``; a cell that raised anything else is a
 row with ``claim = "error: ..."`` and ``passed = False``. The script exits 1 when any row failed.
+Chapters can be run one at a time into ``--out benchmarks/results/robustness_<prefix>.csv``;
+``--merge`` then concatenates those tables into ``robustness.csv``.
 """
 from __future__ import annotations
 
@@ -74,6 +76,46 @@ def run_chapter(path: Path, seed: int, scale: str, timeout: int) -> pd.DataFrame
     return table
 
 
+def _claim_cell(nb, cell) -> object:
+    """The notebook index of the code cell that checked a claim. Tables written before the
+    claims module recorded the running cell hold the next code cell's index (or, after the
+    last one, the raw execution count): step back to the cell that calls claims.check."""
+    code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    checks = {i for i in code if "claims.check" in nb.cells[i].source}
+    if pd.isna(cell) or int(cell) in checks:
+        return cell
+    cell = int(cell)
+    if cell in code and code.index(cell) > 0 and code[code.index(cell) - 1] in checks:
+        return code[code.index(cell) - 1]
+    if 2 <= cell <= len(code) + 1 and code[cell - 2] in checks:
+        return code[cell - 2]
+    return cell
+
+
+def merge(out: Path) -> int:
+    """Concatenate the per-chapter tables ``robustness_<prefix>.csv`` beside ``out`` into
+    ``out`` (the cell column checked against the notebooks); print the summary."""
+    parts = sorted(p for p in out.parent.glob("robustness_*.csv"))
+    table = pd.concat([pd.read_csv(p) for p in parts], ignore_index=True)
+    for chapter, rows in table.groupby("chapter"):
+        nb = nbformat.read(NOTEBOOKS / f"{chapter}.ipynb", as_version=4)
+        table.loc[rows.index, "cell"] = [_claim_cell(nb, c) for c in rows.cell]
+    table.to_csv(out, index=False)
+    return _report(table, sorted(table.chapter.unique()), [int(s) for s in sorted(table.seed.unique())],
+                   ", ".join(sorted(table.scale.unique())), out)
+
+
+def _report(table, chapters, seeds, scale, out) -> int:
+    summary = table.groupby(["chapter", "seed"]).agg(
+        claims=("claim", "size"), passed=("passed", "sum"), least_slack=("slack", "min"),
+        seconds=("seconds", "first"))
+    print(summary.to_string())
+    failed = table[~table.passed.astype(bool)]
+    print(f"\n{len(table) - len(failed)} passed, {len(failed)} failed "
+          f"({len(chapters)} chapters x seeds {list(seeds)} at scale {scale}); table: {out}")
+    return 1 if len(failed) else 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -83,7 +125,11 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results"
                         / "robustness.csv")
+    parser.add_argument("--merge", action="store_true",
+                        help="only merge the per-chapter tables robustness_<prefix>.csv into --out")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.out)
     paths = sorted(NOTEBOOKS.glob("*.ipynb"))
     if args.chapters:
         paths = [p for p in paths if any(p.stem.startswith(c) for c in args.chapters)]
@@ -104,14 +150,7 @@ def main(argv=None) -> int:
     table = pd.concat(tables, ignore_index=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)
-    summary = table.groupby(["chapter", "seed"]).agg(
-        claims=("claim", "size"), passed=("passed", "sum"), least_slack=("slack", "min"),
-        seconds=("seconds", "first"))
-    print(summary.to_string())
-    failed = table[~table.passed.astype(bool)]
-    print(f"\n{len(table) - len(failed)} passed, {len(failed)} failed "
-          f"({len(paths)} chapters x seeds {args.seeds} at scale {args.scale}); table: {args.out}")
-    return 1 if len(failed) else 0
+    return _report(table, paths, args.seeds, args.scale, args.out)
 
 
 if __name__ == "__main__":
