@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 __all__ = ["check_int", "check_real", "check_bool", "check_choice", "check_tensor_range",
-           "check_generator", "check_finite_module", "check_finite_data"]
+           "check_generator", "check_finite_module", "check_finite_data", "finite_parameters"]
 
 _SHOW_AT_MOST = 4   # offending values listed by check_tensor_range
 
@@ -270,14 +270,9 @@ def check_finite_module(name: str, module):
     A NaN or an infinity here is almost always a diverged run reaching an analysis function,
     which would otherwise return NaN silently; the message names the first offending tensors.
     """
-    named = list(module.named_parameters())
-    if not named:
+    if finite_parameters(module):
         return module
-    flags = [bool(torch.stack([torch.isfinite(p).all() for _, p in group]).all())
-             for group in _by_device(named)]
-    if all(flags):
-        return module
-    bad = [k for k, p in named if not bool(torch.isfinite(p).all())]
+    bad = [k for k, p in module.named_parameters() if not bool(torch.isfinite(p).all())]
     shown = ", ".join(bad[:_SHOW_AT_MOST]) + (", ..." if len(bad) > _SHOW_AT_MOST else "")
     raise ValueError(f"{name} must have finite parameters, got NaN or inf in {shown} "
                      f"(a diverged run?)")
@@ -292,8 +287,9 @@ def check_finite_data(name: str, data):
     return data
 
 
-def _by_device(named):
-    groups = {}
-    for k, p in named:
-        groups.setdefault(p.device, []).append((k, p))
-    return list(groups.values())
+def finite_parameters(module) -> bool:
+    """Whether every parameter of ``module`` is finite: one synchronisation per device."""
+    by_device = {}
+    for p in module.parameters():
+        by_device.setdefault(p.device, []).append(torch.isfinite(p).all())
+    return all(bool(torch.stack(flags).all()) for flags in by_device.values())

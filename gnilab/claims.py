@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass
 from typing import Optional
 
 import numpy as np
+import torch
 
 from ._validation import check_choice
 from .config import get_scale, get_seed
@@ -72,13 +73,8 @@ class Claim:
 
 
 def _as_array(name: str, value) -> np.ndarray:
-    try:
-        import torch
-
-        if isinstance(value, torch.Tensor):
-            value = value.detach().cpu().double().numpy()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().double().numpy()
     try:
         arr = np.asarray(value, dtype=float).reshape(-1)
     except (TypeError, ValueError):

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._validation import check_choice, check_int, check_real
+from ._validation import check_choice, check_int, check_real, finite_parameters
 
 __all__ = ["LOSSES", "get_loss", "evaluate", "Callback", "TrainResult", "train"]
 
@@ -231,7 +231,7 @@ def train(model: nn.Module, data, *, steps: int, lr: float, batch_size: Optional
         longer finite, which the caller records as a divergence (an analysis callback would
         raise on them)."""
         due = [cb for cb in callbacks if step % cb.every == 0]
-        if due and not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        if due and not finite_parameters(model):
             return False
         for cb in due:
             out = cb.fn(step, model)
