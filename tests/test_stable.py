@@ -633,3 +633,125 @@ def test_light_tails_vs_saddle_point(alpha, beta, x1):
     got = S.logpdf(x1, alpha, beta)
     assert abs(got - ref) <= 1e-3 * abs(ref), (got, ref)
     assert got == S.logpdf(np.array([x1, 0.0]), alpha, beta)[0]        # array call agrees
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 22: the shipped MLE table, batched interpolant builds, analytic profile derivatives
+# ---------------------------------------------------------------------------------------------
+from gnilab import _stable_ml_table as MLT  # noqa: E402
+
+
+def test_shipped_ml_table_matches_a_fresh_computation():
+    """400 entries of the package table, drawn at random (fixed seed) over its whole grid,
+    recomputed with the same 20-node quadrature: equal to 1e-10 relative (the same code, so
+    only the batch composition differs). A change to the density code that moves the table
+    fails here: regenerate it with `python -m gnilab._stable_ml_table`."""
+    rng = np.random.default_rng(22)
+    ia = rng.integers(0, len(MLT.ALPHA), 400)
+    jb = rng.integers(0, int((MLT.BETA >= 0).sum()), 400)
+    ks = rng.integers(0, len(MLT.S), 400)
+    fresh = np.maximum(MLT.compute(ia, jb, ks), MLT.FLOOR)
+    stored = MLT.load()[ia, jb + int((MLT.BETA < 0).sum()), ks]
+    np.testing.assert_allclose(stored, fresh, rtol=1e-10, atol=1e-10)
+    full = MLT.load()                     # the mirrored half: f(z; beta) = f(-z; -beta)
+    np.testing.assert_array_equal(full[:, ::-1, ::-1], full)
+
+
+def test_ml_table_file_errors_name_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr(MLT, "FILE", tmp_path / "missing.npz")
+    MLT.load.cache_clear()
+    try:
+        with pytest.raises(FileNotFoundError, match="python -m gnilab._stable_ml_table"):
+            MLT.load()
+        bad = tmp_path / "old.npz"
+        np.savez(bad, logpdf=np.zeros((2, 2, 2)), alpha=MLT.ALPHA, beta=MLT.BETA[MLT.BETA >= 0],
+                 s=MLT.S, version=np.int64(MLT.VERSION + 1))
+        monkeypatch.setattr(MLT, "FILE", bad)
+        with pytest.raises(RuntimeError, match="regenerate"):
+            MLT.load()
+    finally:
+        MLT.load.cache_clear()
+
+
+@pytest.mark.parametrize("laws,rng", [
+    ([(1.5, 0.5), (1.53, 0.44), (0.8, 1.0)], None),                  # full builds, an edge law
+    ([(1.0, 0.999), (1.02, 0.95), (1.9, -0.3), (0.7, 0.2)], (-6.0, 9.0)),   # the fits' builds
+])
+def test_build_many_equals_separate_builds(laws, rng):
+    """Building several laws together gives each the panels and coefficients of its own build
+    (the panel decisions only look at that panel's values), up to the rounding of the
+    quadrature in batches of another composition (1e-12 absolute on coefficients)."""
+    kw = {} if rng is None else dict(tau_range=rng, tol=1e-7, nodes=32, keep_narrow=True)
+    together = I.build_many([I.LogPdfInterpolant(a, b, build=False, **kw) for a, b in laws])
+    for (a, b), t in zip(laws, together):
+        alone = I.LogPdfInterpolant(a, b, **kw)
+        assert torch.equal(t.edges, alone.edges) and torch.equal(t.kind, alone.kind)
+        torch.testing.assert_close(t.coef, alone.coef, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("alpha,beta,param,rng", [
+    (1.5, 0.5, 0, (-8.0, 8.0)), (1.0, 0.999, 0, (-5.0, 7.0)), (0.8, 1.0, 1, None),
+    (1.9, -0.7, 1, None), (0.5, 0.3, 0, None)])
+def test_interpolant_derivatives_match_autograd(alpha, beta, param, rng):
+    """derivatives() (Horner on the panel polynomial, chained through tau(z)) against autograd
+    of the interpolant itself: value 1e-9 relative, first and second derivative 1e-9 relative
+    to 1 + |autograd| (float64); points beyond a local build's range take central differences of
+    the quadrature (checked against autograd of the quadrature-backed call to 1e-4)."""
+    kw = {} if rng is None else dict(tau_range=rng, tol=1e-7, nodes=32, keep_narrow=True)
+    it = I.LogPdfInterpolant(alpha, beta, **kw)
+    z = torch.sinh(torch.linspace(-10, 10, 401, dtype=f64))
+    zr = z.clone().requires_grad_(True)
+    v = it(zr, param)
+    ok = torch.isfinite(v).detach()
+    g = torch.autograd.grad(v[ok].sum(), zr, create_graph=True)[0]
+    h = torch.autograd.grad(g.sum(), zr)[0]
+    v2, g2, h2 = it.derivatives(z, param)
+    assert torch.equal(torch.isfinite(v2), ok) and bool((v2[~ok] == -math.inf).all())
+    inner = ok if rng is None else ok & (torch.asinh(z) > rng[0]) & (torch.asinh(z) < rng[1])
+    for got, ref in ((v2, v.detach()), (g2, g.detach()), (h2, h)):
+        err = ((got - ref).abs() / (1 + ref.abs()))[inner]
+        assert float(err.max()) <= 1e-9, float(err.max())
+    if rng is not None:                   # beyond the range: differences of the quadrature
+        far = ok & ~inner
+        err = ((g2 - g.detach()).abs() / (1 + g.detach().abs()))[far]
+        assert far.any() and float(err.max()) <= 1e-4, float(err.max())
+
+
+def test_projected_newton_holds_a_bound():
+    """Minimising (t0 - 3)^2 + (t1 - 1)^2 with t0 <= 2: stops at (2, 1), t0 held at its
+    bound while t1 converges."""
+    def nll(t):
+        return (t[0] - 3) ** 2 + (t[1] - 1) ** 2
+    box = (torch.tensor([-math.inf, -math.inf], dtype=f64), torch.tensor([2.0, math.inf], dtype=f64))
+    th, f = S._newton_minimise(nll, torch.tensor([0.0, 0.0], dtype=f64), 20, bounds=box)
+    torch.testing.assert_close(th, torch.tensor([2.0, 1.0], dtype=f64), rtol=0, atol=1e-9)
+    assert abs(f - 1.0) < 1e-12
+
+
+def test_mle_totally_skewed_reports_finite_standard_errors():
+    """2000 draws of S1(1, 1): beta ends at the polish bound 0.999; its standard error is NaN
+    (a bound, not an interior maximum) and those of alpha, scale and loc are positive and
+    finite (beta held fixed), near the sqrt(1/(n I)) scale: 0.005 < se(alpha) < 0.05."""
+    f = S.fit(S.sample(1.0, 1.0, size=2000, generator=0), method="mle")
+    assert f.beta == pytest.approx(0.999, abs=1e-12)
+    assert math.isnan(f.stderr[1])
+    assert all(math.isfinite(v) and v > 0 for v in (f.stderr[0], f.stderr[2], f.stderr[3]))
+    assert 0.005 < f.stderr[0] < 0.05
+    assert abs(f.alpha - 1.0) < 2 * f.stderr[0] + 0.01
+
+
+def test_fit_does_not_import_torch_dynamo():
+    """Fits in a fresh process (two-sided, totally skewed, Gaussian: alpha = 2 takes the closed
+    form) must not import torch._dynamo (~2 s): the double backward of torch.abs does, so the
+    table likelihood writes |s| as s * sign(s)."""
+    import subprocess
+    import sys
+    code = ("import sys; import numpy as np; from gnilab import stable as S; "
+            "S.fit(S.sample(1.5, 0.5, size=500, generator=1)); "
+            "S.fit(S.sample(1.0, 1.0, size=500, generator=2)); "
+            "S.fit(np.random.default_rng(0).normal(size=500)); "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
