@@ -114,10 +114,17 @@ class TrainResult:
     model: nn.Module = field(repr=False)
 
     def summary(self) -> str:
+        """One line: how the run ended and the last recorded loss, plus the accuracy, test loss
+        and test accuracy where they were measured (a regression run has no accuracy, a run
+        without test data no test columns, and a diverged run no accuracy after the NaN: those are
+        left out, not printed as ``nan``)."""
         last = self.history.iloc[-1]
         state = f"diverged at step {self.diverged_step}" if self.diverged else "finished"
-        return (f"{state} after {self.steps} steps: loss {last['loss']:.4g}, "
-                f"accuracy {last['accuracy']:.4g}, test accuracy {last['test_accuracy']:.4g}")
+        parts = [f"loss {last['loss']:.4g}"]
+        for column in ("accuracy", "test_loss", "test_accuracy"):
+            if math.isfinite(last[column]):
+                parts.append(f"{column.replace('_', ' ')} {last[column]:.4g}")
+        return f"{state} after {self.steps} steps: " + ", ".join(parts)
 
 
 def _step_indices(n: int, batch_size: Optional[int], sampling: str, generator, device):

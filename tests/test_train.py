@@ -62,6 +62,23 @@ def test_divergence_is_detected_recorded_and_reported(digits):
     assert "diverged" in result.summary()
 
 
+def test_summary_prints_only_what_was_measured(digits):
+    train_set, test_set = digits.subset(slice(0, 1200)), digits.subset(slice(1200, None))
+    with_test = _fit(train_set, steps=20, test_data=test_set).summary()
+    assert "nan" not in with_test
+    for word in ("loss", "accuracy", "test loss", "test accuracy"):
+        assert word in with_test
+    no_test = _fit(digits, steps=20).summary()
+    assert "nan" not in no_test and "accuracy" in no_test and "test" not in no_test
+    x = digits.x[:256]
+    regression = type(digits)(x=x, y=x[:, :1].clone(), name="digits-regression")
+    torch.manual_seed(0)
+    reg = train(MLP(64, 16, 1, 1), regression, steps=20, lr=0.01, batch_size=64, loss="mse",
+                progress=False, generator=torch.Generator().manual_seed(0)).summary()
+    assert reg.startswith("finished after 20 steps: loss ") and "accuracy" not in reg
+    assert "nan" not in reg
+
+
 def test_callbacks_are_called_every_k_steps(digits):
     calls = []
 
