@@ -20,12 +20,18 @@ Which book is tested:
    ``jupyter-book build <repo> --path-output <tmp>`` (the test plugin has set
    ``GNILAB_SCALE=fast``, so the notebooks run quickly).
 
-The test is skipped only when no Chromium binary (``chromium``, ``chromium-browser`` or
+The second test opens the prelude's slide deck (``slides/00_prelude.slides.html``, written by
+``python -m gnilab slides``; made here if the book has none) with the same offline rules, checks
+that its maths is typeset and that pressing the right arrow key moves to the next slide.
+
+The tests are skipped only when no Chromium binary (``chromium``, ``chromium-browser`` or
 ``google-chrome``) is on the PATH; Debian's ``chromium`` package provides one.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import http.server
 import os
 import re
@@ -116,6 +122,7 @@ def _build_book(out_dir: Path) -> Path:
 
 
 def _locate_book(tmp_path: Path) -> Path:
+    """The html directory of the book to test (see the module docstring)."""
     given = os.environ.get("GNILAB_BOOK_HTML")
     if given:
         html_dir = Path(given).expanduser()
@@ -130,16 +137,78 @@ def _locate_book(tmp_path: Path) -> Path:
     built = REPO / "_build" / "html"
     if (built / PAGE).is_file() and (built / PAGE).stat().st_mtime > NOTEBOOK.stat().st_mtime:
         return built
-    return _build_book(tmp_path / "book")
+    return _build_book(tmp_path)
 
 
 # --------------------------------------------------------------------------------------------
 # Serving and browsing
 # --------------------------------------------------------------------------------------------
 
+# A page served with "?probe" gets this script at its end: once reveal.js is ready it
+# presses the right arrow key (a keydown event on the document, as reveal.js's keyboard handler
+# receives it) and writes the slide indices before and after into the DOM for --dump-dom.
+_DECK_PROBE = """<script>
+(function () {
+  function report(key, value) {
+    var el = document.createElement('pre');
+    el.id = 'gnilab-probe-' + key;
+    el.textContent = JSON.stringify(value);
+    document.body.appendChild(el);
+  }
+  function press() {
+    var before = Reveal.getIndices();
+    var ev = new KeyboardEvent('keydown', {key: 'ArrowRight', code: 'ArrowRight', bubbles: true});
+    Object.defineProperty(ev, 'keyCode', {get: function () { return 39; }});
+    Object.defineProperty(ev, 'which', {get: function () { return 39; }});
+    document.dispatchEvent(ev);
+    setTimeout(function () {
+      report('before', before);
+      report('after', Reveal.getIndices());
+      report('slides', Reveal.getTotalSlides());
+    }, 1500);
+  }
+  if (typeof Reveal === 'undefined') { report('error', 'no Reveal'); return; }
+  if (Reveal.isReady()) { press(); } else { Reveal.on('ready', press); }
+})();
+</script>
+"""
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - signature of the base class
         pass
+
+    def do_GET(self):  # noqa: N802 - name of the base class's method
+        path, _, query = self.path.partition("?")
+        if query != "probe":
+            return super().do_GET()
+        page = Path(self.translate_path(path))
+        if not page.is_file():
+            return self.send_error(404)
+        body = page.read_text(encoding="utf-8")
+        at = body.rfind("</html>")   # after the deck's own scripts (they follow </body>)
+        body = body[:at] + _DECK_PROBE + body[at:] if at >= 0 else body + _DECK_PROBE
+        data = body.encode("utf-8")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@contextlib.contextmanager
+def _serve(html_dir: Path):
+    """Serve ``html_dir`` on 127.0.0.1; yields the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(html_dir))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="book-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 def _chromium(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
@@ -206,13 +275,22 @@ def _check_screenshot(png: Path) -> None:
     assert float(rgb.std()) > 5.0, "screenshot is (nearly) a single colour"
 
 
-def test_prelude_renders_in_browser(tmp_path):
-    browser = _find_browser()
-    if browser is None:
+@pytest.fixture(scope="module")
+def browser():
+    found = _find_browser()
+    if found is None:
         pytest.skip("no Chromium found (chromium, chromium-browser or google-chrome); "
                     "install Debian's 'chromium' to run the browser test")
+    return found
 
-    html_dir = _locate_book(tmp_path)
+
+@pytest.fixture(scope="module")
+def html_dir(browser, tmp_path_factory):
+    """The built book (located or built once for all tests of this module)."""
+    return _locate_book(tmp_path_factory.mktemp("book"))
+
+
+def test_prelude_renders_in_browser(tmp_path, browser, html_dir):
     source = (html_dir / PAGE).read_text(encoding="utf-8", errors="replace")
     mathjax_src = [src for src in re.findall(r"<script[^>]*\bsrc=[\"']([^\"']+)", source)
                    if "mathjax" in src.lower()]
@@ -220,22 +298,14 @@ def test_prelude_renders_in_browser(tmp_path):
     for src in mathjax_src:
         assert "//" not in src, f"MathJax is loaded from the network ({src}): no maths offline"
 
-    handler = functools.partial(_QuietHandler, directory=str(html_dir))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, name="book-server", daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/{PAGE}"
+    with _serve(html_dir) as base:
+        url = f"{base}/{PAGE}"
         png = tmp_path / "prelude.png"
         shot = _chromium(browser, tmp_path / "profile-shot", "--hide-scrollbars",
                          "--window-size=1280,2400", f"--virtual-time-budget={VIRTUAL_TIME_MS}",
                          f"--screenshot={png}", url)
         dump = _chromium(browser, tmp_path / "profile-dom", f"--virtual-time-budget={VIRTUAL_TIME_MS}",
                          "--dump-dom", url)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
     assert shot.returncode == 0, f"screenshot run failed ({shot.returncode}):\n{_tail(shot.stderr, 20)}"
     _check_screenshot(png)
@@ -259,3 +329,44 @@ def test_prelude_renders_in_browser(tmp_path):
             continue
         path = (html_dir / PAGE).parent / unquote(urlsplit(src).path)
         assert path.is_file() and path.stat().st_size > 1000, f"figure {src} is missing or empty"
+
+
+DECK = "slides/00_prelude.slides.html"
+
+
+def test_slide_deck_typesets_and_advances(tmp_path, browser, html_dir):
+    """The prelude's reveal.js deck opens offline: its maths is typeset by the book's MathJax,
+    it has figures and several slides, and the right arrow key moves to the next slide."""
+    deck = html_dir / DECK
+    if not deck.is_file():  # a book built by the test (or by hand): make the decks as .ci/book does
+        from gnilab import seminar
+
+        seminar.write_slides(html_dir.parent / "jupyter_execute" / "notebooks", html_dir / "slides")
+    source = deck.read_text(encoding="utf-8")
+    scripts = re.findall(r"<script[^>]*\bsrc=[\"']([^\"']+)", source)
+    assert any("mathjax" in src.lower() for src in scripts), f"{DECK} loads no MathJax: {scripts}"
+    assert any("reveal.js" in src for src in scripts), f"{DECK} loads no reveal.js: {scripts}"
+    for src in scripts:
+        assert "//" not in src, f"{DECK} loads {src} from the network: the deck must work offline"
+        assert (deck.parent / src).resolve().is_file(), f"{DECK} loads {src}, which is missing"
+    assert "```{" not in source, "a MyST directive leaked onto a slide (tag its cell 'skip')"
+
+    with _serve(html_dir) as base:
+        dump = _chromium(browser, tmp_path / "profile-deck", f"--virtual-time-budget={VIRTUAL_TIME_MS}",
+                         "--window-size=1280,800", "--dump-dom", f"{base}/{DECK}?probe")
+    assert dump.returncode == 0, f"--dump-dom failed ({dump.returncode}):\n{_tail(dump.stderr, 20)}"
+    probe = dict(re.findall(r'<pre id="gnilab-probe-(\w+)">([^<]*)</pre>', dump.stdout))
+    assert "error" not in probe, f"the deck has no reveal.js: {probe['error']}"
+    assert {"before", "after", "slides"} <= set(probe), (
+        f"reveal.js never became ready (probe output {probe}); page tail:\n{_tail(dump.stdout, 20)}")
+    before, after = json.loads(probe["before"]), json.loads(probe["after"])
+    assert json.loads(probe["slides"]) >= 3, f"the deck has only {probe['slides']} slides"
+    assert (after["h"], after.get("v", 0)) != (before["h"], before.get("v", 0)), (
+        f"the right arrow did not move the deck: indices {before} -> {after}")
+
+    page = _PageText()
+    page.feed(dump.stdout)
+    page.close()
+    assert page.mathjax >= 1, "no mjx-container in the deck: MathJax did not typeset the maths"
+    assert page.math_errors == 0, f"MathJax reported {page.math_errors} TeX error(s) in the deck"
+    assert any(_is_output_figure(src) for src in page.images), "the deck shows no figure"
