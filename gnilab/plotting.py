@@ -1,6 +1,7 @@
 """One seaborn style for the whole book and a few figure helpers."""
 from __future__ import annotations
 
+import os
 from typing import Optional, Sequence
 
 import matplotlib.pyplot as plt
@@ -9,7 +10,8 @@ import seaborn as sns
 import torch
 from scipy import stats
 
-__all__ = ["set_style", "PALETTE", "plot_history", "qq_plot", "norm_histogram"]
+__all__ = ["set_style", "PALETTE", "plot_history", "qq_plot", "norm_histogram", "explore",
+           "widgets_enabled"]
 
 PALETTE = "colorblind"
 
@@ -79,3 +81,84 @@ def norm_histogram(norms, reference_norms=None, ax=None, bins: int = 40,
     ax.set_ylabel("density")
     ax.legend()
     return ax
+
+
+def widgets_enabled() -> bool:
+    """Whether :func:`explore` adds live sliders: ``ipywidgets`` is installed and the
+    environment variable ``GNILAB_WIDGETS`` is not ``0``. The book build (``.ci/book``) and the
+    test suite set ``GNILAB_WIDGETS=0``: a built page has no kernel to move a slider, and
+    myst-nb would load the widget manager from a CDN."""
+    if os.environ.get("GNILAB_WIDGETS", "1") == "0":
+        return False
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def explore(draw, settings: Sequence[dict], sliders: Optional[dict] = None, ncols: int = 3,
+            panel_size=(4.0, 3.2), title=None):
+    """A static grid of ``draw`` at a few settings, plus live sliders in JupyterLab.
+
+    Parameters
+    ----------
+    draw : callable
+        ``draw(ax, **params)`` draws one panel into the matplotlib axes ``ax``.
+    settings : sequence of dict
+        The parameter sets of the static figure (always drawn: it is what the built book and a
+        printed page show), e.g. ``[{"alpha": 0.8, "beta": 0}, {"alpha": 1.5, "beta": 0.5}]``.
+    sliders : dict, optional
+        ``name -> (low, high, step)`` or ``name -> list of choices``: where
+        :func:`widgets_enabled`, an ``ipywidgets.interact`` panel starting at ``settings[0]``
+        redraws one panel as the sliders move.
+    ncols, panel_size, title
+        Layout of the static grid.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The static figure (already shown).
+    """
+    if not settings:
+        raise ValueError("settings must hold at least one parameter dict")
+    settings = [dict(s) for s in settings]
+    ncols = max(1, min(int(ncols), len(settings)))
+    nrows = -(-len(settings) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows),
+                             squeeze=False)
+    for ax, params in zip(axes.flat, settings):
+        draw(ax, **params)
+    for ax in list(axes.flat)[len(settings):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    plt.show()
+    if sliders and widgets_enabled():
+        import ipywidgets
+
+        controls = {}
+        for name, spec in sliders.items():
+            start = settings[0].get(name)
+            if isinstance(spec, (list, tuple)) and len(spec) == 3 and all(
+                    isinstance(v, (int, float)) for v in spec):
+                low, high, step = spec
+                kind = ipywidgets.IntSlider if all(isinstance(v, int) for v in spec) \
+                    else ipywidgets.FloatSlider
+                controls[name] = kind(value=start if start is not None else low, min=low,
+                                      max=high, step=step, description=name,
+                                      continuous_update=False)
+            else:
+                controls[name] = ipywidgets.Dropdown(options=list(spec), value=start,
+                                                     description=name)
+        fixed = {k: ipywidgets.fixed(v) for k, v in settings[0].items() if k not in controls}
+
+        def live(**params):
+            f, ax = plt.subplots(figsize=(panel_size[0] * 1.5, panel_size[1] * 1.5))
+            draw(ax, **params)
+            f.tight_layout()
+            plt.show()
+
+        ipywidgets.interact(live, **controls, **fixed)
+    return fig

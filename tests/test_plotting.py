@@ -1,0 +1,47 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+
+from gnilab import plotting  # noqa: E402
+
+
+def _draw(calls):
+    def draw(ax, a, b=0.0):
+        calls.append((a, b))
+        ax.plot([0, 1], [a, b])
+        ax.set_title(f"a={a}, b={b}")
+    return draw
+
+
+def test_explore_draws_every_static_setting_and_hides_spare_panels(monkeypatch):
+    monkeypatch.setenv("GNILAB_WIDGETS", "0")
+    calls = []
+    fig = plotting.explore(_draw(calls), [{"a": 1.0}, {"a": 2.0, "b": 1.0}, {"a": 3.0}, {"a": 4}],
+                           sliders={"a": (0.0, 5.0, 0.5)}, ncols=3)
+    assert calls == [(1.0, 0.0), (2.0, 1.0), (3.0, 0.0), (4, 0.0)]
+    axes = fig.axes
+    assert len(axes) == 6 and [ax.get_visible() for ax in axes] == [True] * 4 + [False] * 2
+    assert axes[1].get_title() == "a=2.0, b=1.0"
+
+
+def test_explore_with_widgets_builds_sliders(monkeypatch):
+    pytest.importorskip("ipywidgets")
+    monkeypatch.setenv("GNILAB_WIDGETS", "1")
+    assert plotting.widgets_enabled()
+    calls = []
+    plotting.explore(_draw(calls), [{"a": 1.0, "b": 0.5}], sliders={"a": (0.0, 5.0, 0.5),
+                                                                     "b": [0.5, 1.0]})
+    # the static panel, then the live panel drawn once at the first setting
+    assert calls == [(1.0, 0.5), (1.0, 0.5)]
+
+
+def test_explore_needs_a_setting():
+    with pytest.raises(ValueError, match="settings"):
+        plotting.explore(lambda ax: None, [])
+
+
+def test_widgets_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv("GNILAB_WIDGETS", "0")
+    assert not plotting.widgets_enabled()
