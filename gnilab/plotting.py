@@ -10,6 +10,8 @@ import seaborn as sns
 import torch
 from scipy import stats
 
+from ._validation import check_int
+
 __all__ = ["set_style", "PALETTE", "plot_history", "qq_plot", "norm_histogram", "explore",
            "widgets_enabled"]
 
@@ -120,10 +122,12 @@ def explore(draw, settings: Sequence[dict], sliders: Optional[dict] = None, ncol
     matplotlib.figure.Figure
         The static figure (already shown).
     """
+    if not callable(draw):
+        raise TypeError(f"draw must be callable as draw(ax, **params), got {type(draw).__name__}")
     if not settings:
         raise ValueError("settings must hold at least one parameter dict")
     settings = [dict(s) for s in settings]
-    ncols = max(1, min(int(ncols), len(settings)))
+    ncols = min(check_int("ncols", ncols, low=1), len(settings))
     nrows = -(-len(settings) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows),
                              squeeze=False)

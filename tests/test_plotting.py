@@ -37,9 +37,14 @@ def test_explore_with_widgets_builds_sliders(monkeypatch):
     assert calls == [(1.0, 0.5), (1.0, 0.5)]
 
 
-def test_explore_needs_a_setting():
+def test_explore_needs_a_setting_a_callable_and_a_column(monkeypatch):
+    monkeypatch.setenv("GNILAB_WIDGETS", "0")
     with pytest.raises(ValueError, match="settings"):
         plotting.explore(lambda ax: None, [])
+    with pytest.raises(TypeError, match="draw"):
+        plotting.explore("not a function", [{"a": 1}])
+    with pytest.raises(ValueError, match="ncols"):
+        plotting.explore(lambda ax, a: None, [{"a": 1}], ncols=0)
 
 
 def test_widgets_can_be_switched_off(monkeypatch):
