@@ -891,6 +891,24 @@ _TABLE_BETA = 0.9999       # |beta| bound of the table fit: just beyond the poli
 _POLISH_ALPHA = (0.1, 2.0)
 
 
+_START_BETA = 0.9          # |beta| of the second start tried when the quantile start is skewed
+
+
+def _mle_start(nll, start):
+    """The packed start of :func:`_mle_fit`: the quantile estimate, or the same with
+    |beta| shrunk to ``_START_BETA`` when that has the lower negative log-likelihood. A quantile
+    start at |beta| = 1 can put sample points in the near-empty short tail, where the
+    log-density is floored, and Newton's method then stays in a far worse optimum."""
+    a, b, s, m0 = start
+    first = _pack(a, b, s, m0)
+    if abs(b) <= _START_BETA:
+        return first
+    second = _pack(a, math.copysign(_START_BETA, b), s, m0)
+    with torch.no_grad():
+        f1, f2 = (float(nll(t)) for t in (first, second))
+    return second if not math.isfinite(f1) or (math.isfinite(f2) and f2 < f1) else first
+
+
 def _mle_fit(x: np.ndarray, start, max_iter=50):
     """Four-parameter MLE (S0 internally) by Newton's method with exact autograd Hessians of
     the interpolated log-likelihood, on the unconstrained (logit alpha, atanh beta, log sigma,
@@ -908,7 +926,7 @@ def _mle_fit(x: np.ndarray, start, max_iter=50):
     bound = math.atanh(_TABLE_BETA)
     box = (torch.tensor([-inf, -bound, -inf, -inf], dtype=torch.float64),
            torch.tensor([inf, bound, inf, inf], dtype=torch.float64))
-    theta, _ = _newton_minimise(nll, _pack(*start), max_iter, bounds=box)
+    theta, _ = _newton_minimise(nll, _mle_start(nll, start), max_iter, bounds=box)
     # standard errors: observed information in the natural parameters (alpha, beta, sigma, mu0)
     a, b, s, m0 = (float(v) for v in _unpack(theta))
     nat = torch.tensor([a, b, s, m0], dtype=torch.float64)
@@ -928,8 +946,6 @@ def _mle_fit(x: np.ndarray, start, max_iter=50):
     except RuntimeError:
         pass
     return (a, b, s, m0), se, -float(val)
-
-
 
 
 def _profile_density(xt: torch.Tensor, a: float, b: float, s: float, m0: float):
