@@ -246,6 +246,15 @@ def check_tensor_range(name: str, t, low=None, high=None, low_open: bool = False
     return t
 
 
+def as_float64(x) -> torch.Tensor:
+    """``x`` as a float64 tensor: a tensor is cast (and detached), anything else (a float, a
+    list, an array) is converted to float64 directly, so that Python floats do not pass through
+    float32, torch's default dtype, and lose half of their digits."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to(torch.float64)
+    return torch.as_tensor(np.asarray(x, dtype=np.float64))
+
+
 def check_generator(name: str, value, seeds: bool = False, cpu_only: bool = False):
     """A random-number source argument: ``None`` (torch's global generator) or a
     ``torch.Generator`` (on the CPU only, with ``cpu_only``); with ``seeds``, an int seed is

@@ -132,14 +132,15 @@ def check(name: str, measured, op: str, threshold, margin=0.0) -> Claim:
         raise TypeError(f"name must be a non-empty str, got {name!r}")
     op = check_choice("op", op, OPS)
     values = _as_array("measured", measured)
-    margins = np.broadcast_to(_as_array("margin", margin), values.shape) \
-        if np.size(margin) in (1, values.size) else None
-    if margins is None:
+    margins = _as_array("margin", margin)
+    if margins.size not in (1, values.size):
         raise ValueError(f"margin must be a scalar or hold one value per measured value "
-                         f"({values.size}), got {np.size(margin)}")
+                         f"({values.size}), got {margins.size}")
+    margins = np.broadcast_to(margins, values.shape)
     if np.isnan(margins).any() or (margins < 0).any():
         raise ValueError(f"margin must be >= 0 (and not NaN), got {margins.min()!r}")
-    thr = float(_as_array("threshold", threshold).item()) if np.size(threshold) == 1 else None
+    thr = _as_array("threshold", threshold)
+    thr = float(thr.item()) if thr.size == 1 else None
     if thr is None or math.isnan(thr):
         raise ValueError(f"threshold must be one number (not NaN), got {threshold!r}")
     slack = _slack(values, op, thr, margins)

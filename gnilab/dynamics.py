@@ -64,7 +64,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validation import check_bool, check_choice, check_generator, check_int, check_real
+from ._validation import (as_float64, check_bool, check_choice, check_generator, check_int,
+                          check_real)
 from .curvature import dense_hessian, gradient_covariance, hessian_eigenpairs
 
 __all__ = [
@@ -405,9 +406,7 @@ def train_dynamics(model: nn.Module, data, kind: str, *, steps: int, lr: float,
 # --------------------------------------------------------------------------------------------
 
 def _sym(name: str, a) -> torch.Tensor:
-    t = torch.as_tensor(a)
-    if not (t.is_floating_point()):
-        t = t.double()
+    t = as_float64(a)
     if t.dim() != 2 or t.shape[0] != t.shape[1]:
         raise ValueError(f"{name} must be a square matrix, got shape {tuple(t.shape)}")
     if not torch.isfinite(t).all():
@@ -433,7 +432,7 @@ def _pair(hessian, sigma):
 
 
 def _times(t) -> torch.Tensor:
-    tt = torch.as_tensor(t).detach().to("cpu", torch.float64)
+    tt = as_float64(t).cpu()
     if not torch.isfinite(tt).all() or (tt < 0).any():
         raise ValueError(f"t must be finite and >= 0, got {t!r}")
     return tt

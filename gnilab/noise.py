@@ -16,7 +16,8 @@ from typing import Callable, Optional, Union
 import torch
 from torch import nn
 
-from ._validation import check_choice, check_finite_data, check_finite_module, check_int
+from ._validation import (as_float64, check_choice, check_finite_data, check_finite_module,
+                          check_int)
 from .train import Callback, get_loss
 
 __all__ = [
@@ -180,7 +181,7 @@ def coordinate_excess_kurtosis(noise: torch.Tensor) -> torch.Tensor:
     the expected value is −6/(P+1) (the small-sample bias of the biased moment estimator).
     Returns a float64 tensor of length ≤ p.
     """
-    u = torch.as_tensor(noise).to(torch.float64)
+    u = as_float64(noise)
     if u.dim() != 2 or u.shape[0] < 2:
         raise ValueError(f"noise must be a [P, p] matrix with P >= 2 rows, got shape {tuple(u.shape)}")
     centred = u - u.mean(0)

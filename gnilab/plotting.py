@@ -111,7 +111,8 @@ def explore(draw, settings: Sequence[dict], sliders: Optional[dict] = None, ncol
         The parameter sets of the static figure (always drawn: it is what the built book and a
         printed page show), e.g. ``[{"alpha": 0.8, "beta": 0}, {"alpha": 1.5, "beta": 0.5}]``.
     sliders : dict, optional
-        ``name -> (low, high, step)`` or ``name -> list of choices``: where
+        ``name -> (low, high, step)`` (a tuple: a slider) or ``name -> [choices]`` (a list: a
+        menu, to which the value of ``settings[0]`` is added if it is not among them): where
         :func:`widgets_enabled`, an ``ipywidgets.interact`` panel starting at ``settings[0]``
         redraws one panel as the sliders move.
     ncols, panel_size, title
@@ -145,7 +146,7 @@ def explore(draw, settings: Sequence[dict], sliders: Optional[dict] = None, ncol
         controls = {}
         for name, spec in sliders.items():
             start = settings[0].get(name)
-            if isinstance(spec, (list, tuple)) and len(spec) == 3 and all(
+            if isinstance(spec, tuple) and len(spec) == 3 and all(
                     isinstance(v, (int, float)) for v in spec):
                 low, high, step = spec
                 kind = ipywidgets.IntSlider if all(isinstance(v, int) for v in spec) \
@@ -154,7 +155,15 @@ def explore(draw, settings: Sequence[dict], sliders: Optional[dict] = None, ncol
                                       max=high, step=step, description=name,
                                       continuous_update=False)
             else:
-                controls[name] = ipywidgets.Dropdown(options=list(spec), value=start,
+                options = list(spec)
+                if not options:
+                    raise ValueError(f"sliders[{name!r}] must hold at least one choice")
+                if start is None:
+                    start = options[0]
+                elif start not in options:      # the first setting is always selectable
+                    numeric = all(isinstance(v, (int, float)) for v in options + [start])
+                    options = sorted(options + [start]) if numeric else [start] + options
+                controls[name] = ipywidgets.Dropdown(options=options, value=start,
                                                      description=name)
         fixed = {k: ipywidgets.fixed(v) for k, v in settings[0].items() if k not in controls}
 

@@ -37,6 +37,20 @@ def test_arrays_record_the_worst_element(monkeypatch):
     assert c.passed and c.measured == 4.0 and c.slack == 2.0
 
 
+def test_tensor_margins_and_thresholds_are_accepted():
+    """Torch tensors (float32 or float64, 0-d or 1-d, any device) work as margin and threshold
+    as they do as the measured value (np.size of a tensor is not its number of elements)."""
+    c = claims.check("tensor margin", torch.tensor([0.1, 0.2, 0.15], dtype=torch.float64), "<",
+                     0.3, margin=torch.tensor([0.05, 0.05, 0.05]))
+    assert c.passed and c.measured == pytest.approx(0.2)
+    c = claims.check("tensor threshold", 1.0, "==", torch.tensor(1.05), margin=torch.tensor(0.1))
+    assert c.passed and c.threshold == pytest.approx(1.05)
+    with pytest.raises(ValueError, match="one value per measured value"):
+        claims.check("wrong size", torch.ones(3), "<", 2.0, margin=torch.ones(2))
+    with pytest.raises(ValueError, match="threshold must be one number"):
+        claims.check("threshold array", 1.0, "<", torch.ones(2))
+
+
 def test_claims_are_logged_as_json_lines(tmp_path, monkeypatch):
     log = tmp_path / "claims.jsonl"
     monkeypatch.setenv("GNILAB_CLAIMS_LOG", str(log))

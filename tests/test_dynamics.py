@@ -388,6 +388,18 @@ def test_ou_formula_diagonal_h_exact_solution():
     torch.testing.assert_close(got, 0.5 * (lam * var).sum(1), rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("t", [0.01, 0.3, 1e-5])
+def test_ou_formula_keeps_float64_for_python_numbers(t):
+    """Python floats and nested lists give the float64 result: they must not pass through
+    float32 (0.01 as float32 is off by 2e-10, a relative error of 1e-8 in the result)."""
+    lam = [100.0, 0.1]
+    sigma = [[0.0, 0.0], [0.0, 2.0]]
+    got = dy.ou_escaping_efficiency([[lam[0], 0.0], [0.0, lam[1]]], sigma, t)
+    want = -0.25 * 2.0 * math.expm1(-2 * lam[1] * t)
+    assert got.dtype == torch.float64
+    assert float(got) == pytest.approx(want, rel=1e-14)
+
+
 def test_ou_formula_small_t_and_limit():
     h, s = _ou_pair()
     t = 1e-6

@@ -37,6 +37,29 @@ def test_explore_with_widgets_builds_sliders(monkeypatch):
     assert calls == [(1.0, 0.5), (1.0, 0.5)]
 
 
+def test_explore_menu_starts_at_the_first_setting_even_if_not_a_choice(monkeypatch):
+    """A list is a menu (even of three numbers); a start value missing from it is added in
+    order, so the live panel starts where the static figure does."""
+    ipywidgets = pytest.importorskip("ipywidgets")
+    monkeypatch.setenv("GNILAB_WIDGETS", "1")
+    made = []
+    real = ipywidgets.Dropdown
+
+    def spy(**kwargs):
+        made.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(ipywidgets, "Dropdown", spy)
+    calls = []
+    plotting.explore(_draw(calls), [{"a": 0.3, "b": 2}], sliders={"a": [0.1, 1.0, 10.0],
+                                                                   "b": [1, 2, 3]})
+    assert calls == [(0.3, 2), (0.3, 2)]
+    assert made[0]["options"] == [0.1, 0.3, 1.0, 10.0] and made[0]["value"] == 0.3
+    assert made[1]["options"] == [1, 2, 3] and made[1]["value"] == 2
+    with pytest.raises(ValueError, match="sliders"):
+        plotting.explore(_draw([]), [{"a": 1}], sliders={"a": []})
+
+
 def test_explore_needs_a_setting_a_callable_and_a_column(monkeypatch):
     monkeypatch.setenv("GNILAB_WIDGETS", "0")
     with pytest.raises(ValueError, match="settings"):

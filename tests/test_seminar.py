@@ -19,12 +19,6 @@ from gnilab import seminar
 REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = seminar.chapter_notebooks()
 IDS = [p.stem for p in CHAPTERS]
-# issue 19, open: these chapters' solutions are still prose (strict: remove once they are code)
-PROSE = {"02_levy_metastability", "03_anisotropic_noise",
-         "05_gni_implicit_effects", "06_nin_phases"}
-EXERCISE_CASES = [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="issue 19: prose solutions"))
-                  if p.stem in PROSE else p for p in CHAPTERS]
-
 EXERCISE = re.compile(r"```\{exercise\}[^\n]*\n:label: (ex-(\d+)-(\d+))")
 SOLUTION_START = re.compile(r"```\{solution-start\} (ex-\d+-\d+)")
 
@@ -37,7 +31,7 @@ def _tags(cell):
     return set(cell.metadata.get("tags", []))
 
 
-@pytest.mark.parametrize("path", EXERCISE_CASES, ids=IDS)
+@pytest.mark.parametrize("path", CHAPTERS, ids=IDS)
 def test_chapter_exercises_have_executed_solutions(path):
     """3-5 exercises labelled ex-N-k in order, each followed by its student cell and by a
     solution of tagged code cells between {solution-start} and {solution-end}, ending with a
