@@ -30,7 +30,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import median_time  # noqa: E402
-from gnilab import _gni_dynamics as G  # noqa: E402
+from gnilab import gni as G  # noqa: E402
 from gnilab.levy import Quartic  # noqa: E402
 
 ALPHA, THETA, EPS, ETA = 1.5, 0.5, 1.0, 1e-3

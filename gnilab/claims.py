@@ -44,7 +44,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ._validation import check_choice
+from ._common.checks import check_choice
 from .config import get_scale, get_seed
 
 __all__ = ["Claim", "check", "mean_se", "OPS"]

@@ -26,7 +26,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ._validation import check_choice, check_int
+from ._common.checks import check_choice, check_int
 
 __all__ = [
     "SCALES",

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from . import stable as _stable
-from ._validation import check_choice, check_int, check_real
+from ._common.checks import check_choice, check_int, check_real
 from .config import resolve_device, resolve_dtype
 
 __all__ = [

@@ -16,7 +16,7 @@ from typing import Callable, Union
 import torch
 from torch import nn
 
-from ._validation import check_choice, check_int, check_real
+from ._common.checks import check_choice, check_int, check_real
 
 __all__ = ["MLP", "ConvSmall", "FixedOutputNet", "count_parameters", "ACTIVATIONS"]
 

@@ -21,7 +21,7 @@ The public code writes :math:`W = m/N` with a *mask* :math:`m` of mean 1 and pas
 ``s`` = the standard deviation of :math:`m_i` (``--std``); so does this module.
 
 The families (``kind``)
-----------------------
+-----------------------
 W (through its mask m = N W) and its exact covariance, with :math:`C = I - \mathbf 1\mathbf
 1^\top/N` and B = ``size``:
 
@@ -108,7 +108,7 @@ from typing import Callable, Optional, Union
 import torch
 from torch import nn
 
-from ._validation import check_choice, check_generator, check_int, check_real, check_tensor_range
+from ._common.checks import check_choice, check_generator, check_int, check_real, check_tensor_range
 from .config import resolve_device, resolve_dtype
 from .train import get_loss
 

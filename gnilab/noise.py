@@ -16,7 +16,7 @@ from typing import Callable, Optional, Union
 import torch
 from torch import nn
 
-from ._validation import (as_float64, check_choice, check_finite_data, check_finite_module,
+from ._common.checks import (as_float64, check_choice, check_finite_data, check_finite_module,
                           check_int)
 from .train import Callback, get_loss
 

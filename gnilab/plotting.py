@@ -10,7 +10,7 @@ import seaborn as sns
 import torch
 from scipy import stats
 
-from ._validation import check_int
+from ._common.checks import check_int
 
 __all__ = ["set_style", "PALETTE", "plot_history", "qq_plot", "norm_histogram", "explore",
            "widgets_enabled"]

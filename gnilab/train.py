@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._validation import check_choice, check_int, check_real, finite_parameters
+from ._common.checks import check_choice, check_int, check_real, finite_parameters
 
 __all__ = ["LOSSES", "get_loss", "evaluate", "Callback", "TrainResult", "train"]
 

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from gnilab import data
+from gnilab import config, data
+from gnilab.data import _idx, images
 from gnilab.data import (ArrayDataset, DataFileError, DownloadError, FASHION_MNIST_CLASSES,
                          corrupt_labels, load_cifar10, load_digits, load_fashion_mnist,
                          load_mnist, load_mnist1d, load_svhn, make_linear_regression,
@@ -87,7 +88,7 @@ def isolated(monkeypatch, tmp_path):
     """No GNILAB_DATA, an empty cache and an empty system data directory."""
     monkeypatch.delenv("GNILAB_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.setattr(data, "_SYSTEM_DIR", tmp_path / "system")
+    monkeypatch.setattr(_idx, "_SYSTEM_DIR", tmp_path / "system")
     return tmp_path
 
 
@@ -158,8 +159,8 @@ def test_fashion_mnist_real_shapes_and_classes(fashion_raw):
 @needs_fashion
 def test_fashion_mnist_normalisation_constants(fashion_raw):
     x = fashion_raw["train"].x.double()
-    assert abs(x.mean().item() - data._FASHION_MNIST_MEAN) < 1e-4
-    assert abs(x.std(unbiased=False).item() - data._FASHION_MNIST_STD) < 1e-4
+    assert abs(x.mean().item() - images._FASHION_MNIST_MEAN) < 1e-4
+    assert abs(x.std(unbiased=False).item() - images._FASHION_MNIST_STD) < 1e-4
     xn = load_fashion_mnist("test", limit=500, device="cpu").x
     expect = (fashion_raw["test"].x[:500] - 0.2860406) / 0.3530242
     assert torch.allclose(xn, expect, atol=1e-5)
@@ -301,7 +302,7 @@ def test_load_fashion_mnist_missing(isolated):
 def test_download_fashion_mnist(isolated, http_dir, monkeypatch):
     served, url = http_dir
     write_mnist_like(served)
-    monkeypatch.setitem(data._MD5, "fashion-mnist",
+    monkeypatch.setitem(_idx._MD5, "fashion-mnist",
                         {f: md5(served / f) for f in FASHION_FILES})
     target = data.download_fashion_mnist(mirrors=[url], progress=False)
     assert target == data.cache_dir("fashion-mnist")
@@ -315,7 +316,7 @@ def test_download_fashion_mnist(isolated, http_dir, monkeypatch):
 def test_mnist_download(isolated, http_dir, dead_url, monkeypatch):
     served, url = http_dir
     arrays = write_mnist_like(served, n_train=30, n_test=12)
-    monkeypatch.setitem(data._MD5, "mnist", {p.name: md5(p) for p in served.iterdir()})
+    monkeypatch.setitem(_idx._MD5, "mnist", {p.name: md5(p) for p in served.iterdir()})
     root = isolated / "cache"
     # a dead mirror and one without the files (HTTP 404) are tried first and skipped
     ds = load_mnist("train", download=True, mirrors=[dead_url, url + "nothing/", url], root=root,
@@ -335,7 +336,7 @@ def test_mnist_download(isolated, http_dir, dead_url, monkeypatch):
 def test_mnist_checksum_mismatch_leaves_nothing(isolated, http_dir, monkeypatch):
     served, url = http_dir
     write_mnist_like(served)
-    monkeypatch.setitem(data._MD5, "mnist", {p.name: "0" * 32 for p in served.iterdir()})
+    monkeypatch.setitem(_idx._MD5, "mnist", {p.name: "0" * 32 for p in served.iterdir()})
     root = isolated / "cache"
     with pytest.raises(DataFileError, match="MD5") as info:
         load_mnist("train", download=True, mirrors=[url], root=root, progress=False)
@@ -388,7 +389,7 @@ def _cifar_tarball(path: Path, n_per_batch=4, n_test=3, seed=0):
 def test_cifar10_download(isolated, http_dir, monkeypatch):
     served, url = http_dir
     batches = _cifar_tarball(served / "cifar-10-python.tar.gz")
-    monkeypatch.setitem(data._MD5, "cifar10",
+    monkeypatch.setitem(_idx._MD5, "cifar10",
                         {"cifar-10-python.tar.gz": md5(served / "cifar-10-python.tar.gz")})
     root = isolated / "cache"
     ds = load_cifar10("train", download=True, mirrors=[url], root=root, progress=False,
@@ -436,7 +437,7 @@ def test_svhn_download(isolated, http_dir, dead_url, monkeypatch):
         y[0, 0] = 10
         scipy.io.savemat(served / f"{split}_32x32.mat", {"X": X, "y": y})
         mats[split] = (X, y)
-    monkeypatch.setitem(data._MD5, "svhn", {f"{s}_32x32.mat": md5(served / f"{s}_32x32.mat")
+    monkeypatch.setitem(_idx._MD5, "svhn", {f"{s}_32x32.mat": md5(served / f"{s}_32x32.mat")
                                             for s in ("train", "test")})
     root = isolated / "cache"
     ds = load_svhn("train", download=True, mirrors=[url], root=root, progress=False,
@@ -681,7 +682,7 @@ def test_array_dataset_subset_to_and_checks():
 
 def test_default_device_and_dtype():
     ds = make_separable_2d(10, generator=_gen(0))
-    assert ds.x.device == data.resolve_device(None) and ds.x.dtype == torch.get_default_dtype()
+    assert ds.x.device == config.resolve_device(None) and ds.x.dtype == torch.get_default_dtype()
     cpu = make_separable_2d(10, generator=_gen(0), device="cpu")
     assert torch.equal(_cpu(ds.x), cpu.x)  # sampled on the CPU, then moved
 
@@ -709,7 +710,7 @@ def test_bad_synthetic_args():
     with pytest.raises(ValueError, match="split"):
         load_mnist1d(split="val")
     with pytest.raises(ValueError, match="mirrors"):
-        data._normalise_mirrors("mnist", [])
+        _idx._normalise_mirrors("mnist", [])
 
 
 @needs_fashion

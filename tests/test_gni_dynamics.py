@@ -1,4 +1,4 @@
-"""Tests for gnilab._gni_dynamics (Camuto et al. 2021, §4: Eqs. 4.3, 4.4, 4.6-4.9).
+"""Tests for gnilab.gni (the asymmetric stable dynamics) (Camuto et al. 2021, §4: Eqs. 4.3, 4.4, 4.6-4.9).
 
 Deterministic identities are checked to rounding; statistical ones use fixed seeds, with the
 tolerance derived from the sample size stated next to each check (empirical characteristic
@@ -12,7 +12,8 @@ import pytest
 import torch
 from scipy import special
 
-from gnilab import _gni_dynamics as G
+from gnilab import gni as G
+from gnilab.gni import _dynamics, _gibbs
 from gnilab import stable as S
 from gnilab.levy import MultiWell, Quartic
 
@@ -228,7 +229,7 @@ def test_binomial_mad_exact():
     for n, p in ((7, 0.3), (50, 0.02), (200, 0.5), (1000, 0.137)):
         k = np.arange(n + 1)
         ref = np.sum(np.abs(k - n * p) * stats.binom.pmf(k, n, p))
-        assert G._binomial_mad(n, np.array([p]))[0] == pytest.approx(ref, rel=1e-9)
+        assert _gibbs._binomial_mad(n, np.array([p]))[0] == pytest.approx(ref, rel=1e-9)
 
 
 def test_tv_floor_matches_gibbs_draws():
@@ -279,7 +280,7 @@ def _run_corrected(alpha, drift_theta, noise_theta, h, K, cw, n=10_000, steps=30
     w0 = G.gibbs_sample(QUARTIC, 1.0, alpha, n, generator=seed + 1)
     snaps = [1000, 2000, 3000]
     import time
-    return G._simulate_corrected(d, noise_theta, 1e-3, steps, n, w0, snaps, seed, None, 1e6,
+    return _dynamics._simulate_corrected(d, noise_theta, 1e-3, steps, n, w0, snaps, seed, None, 1e6,
                                  1 << 21, time.perf_counter())
 
 

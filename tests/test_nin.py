@@ -12,6 +12,8 @@ import torch
 from torch import nn
 
 from gnilab import nin
+from gnilab.nin._injection import _standard_noise
+from gnilab.train import evaluate
 from gnilab.data import ArrayDataset
 from gnilab.models import MLP
 
@@ -136,7 +138,7 @@ def test_indexed_data_trains_fixed_noise():
     assert net.n_samples == 96 and not res.diverged
     # the history's loss is the clean loss (eval mode), as on the plain data
     net.eval()
-    clean = nin._train.evaluate(net, ds, "cross_entropy")["loss"]
+    clean = evaluate(net, ds, "cross_entropy")["loss"]
     assert abs(res.history.loss.iloc[-1] - clean) < 1e-6
     rec = res.records
     assert {"layer", "niw_norm", "loss", "local_grad", "local_curvature"} <= set(rec.columns)
@@ -488,6 +490,6 @@ def test_bad_arguments_raise_clear_errors():
 def test_laws_have_unit_variance():
     g = torch.Generator().manual_seed(0)
     for law in nin.LAWS:
-        xi = nin._standard_noise(law, 40_000, g, torch.device("cpu"), torch.float64)
+        xi = _standard_noise(law, 40_000, g, torch.device("cpu"), torch.float64)
         # se of the variance of 40k unit-variance draws: sqrt((kurtosis - 1)/40k) <= 0.011
         assert abs(float(xi.mean())) < Z * 0.005 and abs(float(xi.var()) - 1) < Z * 0.011

@@ -13,7 +13,9 @@ import torch
 from scipy import stats
 
 from gnilab import stable as S
-from gnilab import _stable_density as D
+from gnilab.stable import _density as D
+from gnilab.stable import _fit as F
+from gnilab.stable import _tail_index as TI
 
 DATA = Path(scipy.__file__).parent / "stats" / "tests" / "data" / "levy_stable"
 f64 = torch.float64
@@ -325,11 +327,11 @@ def test_log_prob_gradients_finite_and_accurate():
 # fitting
 # ---------------------------------------------------------------------------------------------
 def test_mcculloch_stored_table_matches_fresh_computation():
-    T = S._mcculloch_table()
+    T = F._mcculloch_table()
     a = torch.tensor([0.5, 1.0, 1.5, 2.0], dtype=f64)
     b = torch.tensor([0.3, 1.0, 0.7, 0.0], dtype=f64)
     p = torch.tensor([0.05, 0.25, 0.95, 0.75], dtype=f64)
-    q = S._std_quantiles(a, b, p, nodes=24, iters=40).numpy()
+    q = F._std_quantiles(a, b, p, nodes=24, iters=40).numpy()
     idx = [(0, 3, 0), (5, 10, 1), (10, 7, 4), (15, 0, 3)]
     np.testing.assert_allclose(q, [T[i] for i in idx], rtol=1e-8, atol=1e-9)
 
@@ -389,9 +391,9 @@ def test_tail_index_mohammadi_accuracy(alpha):
 
 
 def test_tail_index_k1_rule_vectors_torch_and_ci():
-    assert S._largest_divisor_below_sqrt(10_728_000) == 3000
-    assert S._largest_divisor_below_sqrt(31_820_000) == 5375
-    assert S._largest_divisor_below_sqrt(97) == 1
+    assert TI._largest_divisor_below_sqrt(10_728_000) == 3000
+    assert TI._largest_divisor_below_sqrt(31_820_000) == 5375
+    assert TI._largest_divisor_below_sqrt(97) == 1
     x = S.sample(1.4, 0.0, size=(40_000, 3), generator=0, dtype=torch.float64)
     r = S.tail_index(x)
     assert r.k1 == 200 and r.k2 == 200 and abs(r.alpha - 1.4) < 0.1
@@ -478,7 +480,7 @@ def test_alpha_one_cdf_far_tails():
 
 
 def test_mcculloch_table_is_finite_and_monotone():
-    T = S._mcculloch_table()
+    T = F._mcculloch_table()
     assert np.isfinite(T).all() and np.abs(T).max() < 1e3
     assert np.all(np.diff(T, axis=-1) > 0)  # quantiles increase with p everywhere
 
@@ -530,7 +532,7 @@ def test_mle_at_least_as_likely_as_the_true_parameters(alpha, beta, seed):
 # ---------------------------------------------------------------------------------------------
 # issue 8: the shared-law interpolant, the alpha = 1 series, light tails, smoothness
 # ---------------------------------------------------------------------------------------------
-from gnilab import _stable_interp as I  # noqa: E402
+from gnilab.stable import _interp as I  # noqa: E402
 
 _INTERP_LAWS = [(1.5, 0.5), (0.8, 1.0), (1.0, 0.3), (1.9, -0.7), (1.05, -1.0), (0.5, 0.0),
                 (0.1, 0.3), (0.95, 1.0), (1.0, 1.0), (1.00005, 0.5), (1.99, 0.0), (0.3, -1.0),
@@ -657,14 +659,14 @@ def test_light_tails_vs_saddle_point(alpha, beta, x1):
 # ---------------------------------------------------------------------------------------------
 # issue 22: the shipped MLE table, batched interpolant builds, analytic profile derivatives
 # ---------------------------------------------------------------------------------------------
-from gnilab import _stable_ml_table as MLT  # noqa: E402
+from gnilab.stable import _ml_table as MLT  # noqa: E402
 
 
 def test_shipped_ml_table_matches_a_fresh_computation():
     """400 entries of the package table, drawn at random (fixed seed) over its whole grid,
     recomputed with the same 20-node quadrature: equal to 1e-10 relative (the same code, so
     only the batch composition differs). A change to the density code that moves the table
-    fails here: regenerate it with `python -m gnilab._stable_ml_table`."""
+    fails here: regenerate it with `python -m gnilab.stable._ml_table`."""
     rng = np.random.default_rng(22)
     ia = rng.integers(0, len(MLT.ALPHA), 400)
     jb = rng.integers(0, int((MLT.BETA >= 0).sum()), 400)
@@ -680,7 +682,7 @@ def test_ml_table_file_errors_name_the_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(MLT, "FILE", tmp_path / "missing.npz")
     MLT.load.cache_clear()
     try:
-        with pytest.raises(FileNotFoundError, match="python -m gnilab._stable_ml_table"):
+        with pytest.raises(FileNotFoundError, match="python -m gnilab.stable._ml_table"):
             MLT.load()
         bad = tmp_path / "old.npz"
         np.savez(bad, logpdf=np.zeros((2, 2, 2)), alpha=MLT.ALPHA, beta=MLT.BETA[MLT.BETA >= 0],
@@ -742,7 +744,7 @@ def test_projected_newton_holds_a_bound():
     def nll(t):
         return (t[0] - 3) ** 2 + (t[1] - 1) ** 2
     box = (torch.tensor([-math.inf, -math.inf], dtype=f64), torch.tensor([2.0, math.inf], dtype=f64))
-    th, f = S._newton_minimise(nll, torch.tensor([0.0, 0.0], dtype=f64), 20, bounds=box)
+    th, f = F._newton_minimise(nll, torch.tensor([0.0, 0.0], dtype=f64), 20, bounds=box)
     torch.testing.assert_close(th, torch.tensor([2.0, 1.0], dtype=f64), rtol=0, atol=1e-9)
     assert abs(f - 1.0) < 1e-12
 

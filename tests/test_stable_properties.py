@@ -65,7 +65,8 @@ from hypothesis import strategies as st
 from scipy.stats import levy_stable
 
 from gnilab import stable
-from gnilab import _stable_density as _sd
+from gnilab.stable import _density as _sd
+from gnilab.stable import _series
 
 PI = math.pi
 PARAMS = ("S0", "S1")
@@ -795,15 +796,15 @@ def test_alpha1_series_taylor_branch_on_the_faint_side():
     X = torch.tensor([30.0, 100.0, 1e3, 1e6], dtype=torch.float64)
     for kind in ("pdf", "sf"):
         B = torch.full_like(X, -1 + 1e-4)
-        plain = _sd._alpha1_series(X, B, kind)
-        old = _sd._ALPHA1_LINEAR
+        plain = _series._alpha1_series(X, B, kind)
+        old = _series._ALPHA1_LINEAR
         try:
-            _sd._ALPHA1_LINEAR = 1.0          # force the Taylor branch
-            taylor = _sd._alpha1_series(X, B, kind)
+            _series._ALPHA1_LINEAR = 1.0          # force the Taylor branch
+            taylor = _series._alpha1_series(X, B, kind)
         finally:
-            _sd._ALPHA1_LINEAR = old
+            _series._ALPHA1_LINEAR = old
         assert torch.allclose(taylor, plain, rtol=1e-9, atol=0), (kind, taylor / plain - 1)
-        tiny = _sd._alpha1_series(X, torch.full_like(X, -1 + 1e-13), kind)
+        tiny = _series._alpha1_series(X, torch.full_like(X, -1 + 1e-13), kind)
         ratio = tiny / 1e-13 * math.pi
         assert bool(((ratio > 0.85) & (ratio < 1.15)).all()), (kind, ratio)
 

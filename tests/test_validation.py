@@ -1,4 +1,4 @@
-"""The shared argument checks (gnilab._validation) and the behaviour they give the public
+"""The shared argument checks (gnilab._common.checks) and the behaviour they give the public
 functions: TypeError for a wrong type, ValueError for a wrong value, and a message that names
 the argument, shows the value and states what is allowed."""
 import math
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gnilab import config, data, levy, models, noise, train
-from gnilab._validation import (check_bool, check_choice, check_int, check_real,
+from gnilab._common.checks import (check_bool, check_choice, check_int, check_real,
                                 check_tensor_range)
 
 
@@ -289,7 +289,7 @@ def test_models_train_noise_config_share_the_rule():
 
 def test_check_generator():
     import torch
-    from gnilab._validation import check_generator
+    from gnilab._common.checks import check_generator
     g = torch.Generator()
     assert check_generator("generator", None) is None
     assert check_generator("generator", g) is g

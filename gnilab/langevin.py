@@ -64,7 +64,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validation import (as_float64, check_bool, check_choice, check_generator, check_int,
+from ._common.checks import (as_float64, check_bool, check_choice, check_generator, check_int,
                           check_real)
 from .curvature import dense_hessian, gradient_covariance, hessian_eigenpairs
 

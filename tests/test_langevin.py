@@ -1,4 +1,4 @@
-"""Tests of gnilab.dynamics: the noise of Zhu et al.'s Table 1 (budget, structure, refresh,
+"""Tests of gnilab.langevin: the noise of Zhu et al.'s Table 1 (budget, structure, refresh,
 where it enters) and the OU escaping efficiency of their Eq. 13 against simulation."""
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from gnilab import dynamics as dy
+from gnilab import langevin as dy
 from gnilab.curvature import dense_hessian, gradient_covariance
 from gnilab.data import ArrayDataset
 from gnilab.train import train

@@ -1,9 +1,9 @@
 """Benchmark: the per-step overhead of each dynamic of Zhu et al. (2019, Table 1) relative to GD.
 
-Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_dynamics.py [--steps 30] [--k 5]``.
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_langevin.py [--steps 30] [--k 5]``.
 
 ConvSmall (11 330 parameters) on the first ``--n`` FashionMNIST training images, full-batch
-steps of ``gnilab.train.train`` with a ``gnilab.dynamics.GLDNoise`` hook: the noise budget is
+steps of ``gnilab.train.train`` with a ``gnilab.langevin.GLDNoise`` hook: the noise budget is
 tr Σ_b (b = 20), the statistics (Σ_b and its top-k eigenpairs, or the top-k Hessian eigenpairs)
 are refreshed every ``--refresh`` steps and the noise is resampled every step, as in the paper's
 FashionMNIST code. Each dynamic runs ``--steps`` steps from the same weights; the table gives the
@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gnilab import data, dynamics  # noqa: E402
+from gnilab import data, langevin  # noqa: E402
 from gnilab.models import ConvSmall  # noqa: E402
 from gnilab.train import train  # noqa: E402
 
@@ -43,9 +43,9 @@ def main() -> None:
     train(copy.deepcopy(start), ds, steps=3, lr=0.07, eval_every=3, progress=False)
     rows, ratios = [], {}
     t_gd = None
-    for kind in dynamics.KINDS:
+    for kind in langevin.KINDS:
         net = copy.deepcopy(start)
-        hook = None if kind == "gd" else dynamics.GLDNoise(
+        hook = None if kind == "gd" else langevin.GLDNoise(
             kind, ds, budget="trace", lr=0.07, k=args.k, refresh=args.refresh, batch_size=20,
             generator=torch.Generator().manual_seed(1))
         t0 = time.perf_counter()

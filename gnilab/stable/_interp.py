@@ -1,5 +1,5 @@
 r"""Fast log-density of one stable law: piecewise Chebyshev interpolation, built once per
-(alpha, beta) from the quadrature of :mod:`gnilab._stable_density`, which stays the reference.
+(alpha, beta) from the quadrature of :mod:`gnilab.stable._density`, which stays the reference.
 
 Why
 ---
@@ -52,7 +52,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from . import _stable_density as _sd
+from . import _density as _sd
 
 PI = math.pi
 _DEG = 12                 # polynomial degree per panel (13 Chebyshev-Lobatto nodes)
@@ -322,7 +322,7 @@ def std_logpdf_shared(z, alpha: float, beta: float, param: int):
 
 def _exact_many(items, law, taus):
     """Quadrature log f at the tau values ``taus`` [k, m] of the laws ``items[law[k]]``: one
-    :func:`gnilab._stable_density.std_logpdf` call per parameterisation (edge laws are
+    :func:`gnilab.stable._density.std_logpdf` call per parameterisation (edge laws are
     evaluated in S1, the others in S0) and per node count."""
     out = np.empty(taus.shape)
     groups = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from ._validation import check_real
+from .checks import check_real
 
 
 class NoiseSwitch:

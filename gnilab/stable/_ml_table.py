@@ -7,13 +7,13 @@ r"""The log-density table behind the fast maximum-likelihood fit of :func:`gnila
   symmetry :math:`f(z;\beta) = f(-z;-\beta)`),
 * s = asinh(z) = -27, -26.875, ..., 27 (433 values),
 
-computed with the Nolan-integral quadrature of :mod:`gnilab._stable_density` (20
+computed with the Nolan-integral quadrature of :mod:`gnilab.stable._density` (20
 Gauss-Legendre nodes per side; ~1.4 s on one core) and floored at -1e4. It is shipped as
-package data (``_stable_ml_table.npz``, ~1 MB) rather than built on first use, so that the
+package data (``_ml_table.npz``, ~1 MB) rather than built on first use, so that the
 first fit in a process costs no quadrature. Regenerate it after a change to the density code
 with::
 
-    python -m gnilab._stable_ml_table          # rewrites gnilab/_stable_ml_table.npz
+    python -m gnilab.stable._ml_table          # rewrites gnilab/stable/_ml_table.npz
 
 ``tests/test_stable.py`` recomputes a random sample of entries and compares them with the
 file, so a stale table fails the tests.
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import _stable_density as _sd
+from . import _density as _sd
 
 ALPHA = np.round(np.arange(0.4, 2.0001, 0.05), 10)
 BETA = np.round(np.linspace(-1.0, 1.0, 21), 10)
@@ -34,7 +34,7 @@ S = np.linspace(-27.0, 27.0, 433)          # s = asinh(z), z the S0-standardised
 NODES = 20                                  # Gauss-Legendre nodes per side of the peak
 FLOOR = -1e4
 VERSION = 1                                 # bump when the grid or the method changes
-FILE = Path(__file__).with_name("_stable_ml_table.npz")
+FILE = Path(__file__).with_name("_ml_table.npz")
 _HALF = BETA >= 0
 
 
@@ -58,7 +58,7 @@ def load() -> np.ndarray:
     """The full table [33, 21, 433] (both signs of beta), floored at -1e4, from the package
     file; a clear error when the file is missing or was written for another grid."""
     if not FILE.exists():
-        raise FileNotFoundError(f"{FILE} is missing: run `python -m gnilab._stable_ml_table` to "
+        raise FileNotFoundError(f"{FILE} is missing: run `python -m gnilab.stable._ml_table` to "
                                 "generate the maximum-likelihood table")
     with np.load(FILE) as f:
         half, version = f["logpdf"], int(f["version"])
@@ -67,7 +67,7 @@ def load() -> np.ndarray:
     if version != VERSION or not grid_ok:
         raise RuntimeError(f"{FILE} was written for another grid or method (version {version}, "
                            f"expected {VERSION}): regenerate it with "
-                           "`python -m gnilab._stable_ml_table`")
+                           "`python -m gnilab.stable._ml_table`")
     full = np.empty((len(ALPHA), len(BETA), len(S)))
     full[:, _HALF, :] = half
     full[:, ~_HALF, :] = half[:, 1:, ::-1][:, ::-1, :]       # beta -> -beta, s -> -s

@@ -32,7 +32,7 @@ __all__ = ["SOLUTION_TAG", "EXERCISE_TAG", "student_notebook", "write_student_no
 SOLUTION_TAG = "solution"
 EXERCISE_TAG = "exercise"
 
-_REPO = Path(__file__).resolve().parents[1]
+_REPO = Path(__file__).resolve().parents[2]
 _MYST_DIRECTIVE = re.compile(r"^\s*(```|:::)\{", re.MULTILINE)
 _TEMPLATES = Path(__file__).resolve().parent / "_slides"
 _STUDENT_NOTE = ("*Student copy*: the solutions of the exercises are removed; the book shows "
