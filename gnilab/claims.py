@@ -55,7 +55,26 @@ OPS = ("<", "<=", ">", ">=", "==")
 @dataclass(frozen=True)
 class Claim:
     """One checked claim: ``measured op threshold`` with ``margin`` (the worst element when
-    arrays were given). ``slack`` is how far it cleared (``< 0``: it failed)."""
+    arrays were given). ``slack`` is how far it cleared (``< 0``: it failed).
+
+    Attributes
+    ----------
+    name : str
+        What is claimed, in words.
+    measured : float
+        The measured value (the worst element when an array was checked).
+    op : str
+        The comparison, one of :data:`OPS`: ``"<"``, ``"<="``, ``">"``, ``">="``, ``"=="``.
+    threshold : float
+        The value the measurement is compared with.
+    margin : float
+        The uncertainty the measurement had to clear (``>= 0``), for the worst element.
+    slack : float
+        Distance by which the claim cleared its margin; negative (or ``-inf`` for NaN) when
+        it failed.
+    passed : bool
+        Whether the claim held (``slack > 0`` for strict ops, ``slack >= 0`` otherwise).
+    """
     name: str
     measured: float
     op: str
@@ -114,6 +133,7 @@ def check(name: str, measured, op: str, threshold, margin=0.0) -> Claim:
     measured : float or array
         The measured value(s); NaN never passes.
     op : {"<", "<=", ">", ">=", "=="}
+        The comparison; see the table in the module docstring for when each passes.
     threshold : float
         The value the claim is compared with (another method's value, 0 for a sign, ...).
     margin : float or array, >= 0
@@ -122,6 +142,7 @@ def check(name: str, measured, op: str, threshold, margin=0.0) -> Claim:
     Returns
     -------
     Claim
+        The record of the check, at the worst element when arrays were given.
 
     Raises
     ------
@@ -163,7 +184,18 @@ def check(name: str, measured, op: str, threshold, margin=0.0) -> Claim:
 
 def mean_se(values) -> tuple:
     """Mean and standard error (``std(ddof=1) / sqrt(n)``) of the finite ``values``, e.g. a
-    quantity over seeds; the standard error is ``inf`` with fewer than two values."""
+    quantity over seeds; the standard error is ``inf`` with fewer than two values.
+
+    Parameters
+    ----------
+    values : float or array-like or torch.Tensor
+        The values (any shape, flattened); NaN and infinite entries are dropped.
+
+    Returns
+    -------
+    tuple of (float, float)
+        ``(mean, standard_error)``; ``(nan, inf)`` when no finite value is left.
+    """
     arr = _as_array("values", values)
     arr = arr[np.isfinite(arr)]
     if arr.size == 0:

@@ -56,7 +56,13 @@ def _check_scale(scale: str, name: str) -> str:
 
 
 def get_scale() -> str:
-    """The active scale: :func:`set_scale`'s value, else ``$GNILAB_SCALE``, else ``"default"``."""
+    """The active scale: :func:`set_scale`'s value, else ``$GNILAB_SCALE``, else ``"default"``.
+
+    Returns
+    -------
+    str
+        One of :data:`SCALES`: ``"fast"``, ``"default"`` or ``"paper"``.
+    """
     if _scale_override is not None:
         return _scale_override
     return _check_scale(os.environ.get("GNILAB_SCALE", "default").strip().lower() or "default",
@@ -64,7 +70,14 @@ def get_scale() -> str:
 
 
 def set_scale(scale: Optional[str]) -> None:
-    """Set the scale for this process (``None`` goes back to ``$GNILAB_SCALE``)."""
+    """Set the scale for this process (``None`` goes back to ``$GNILAB_SCALE``).
+
+    Parameters
+    ----------
+    scale : str or None
+        One of :data:`SCALES` (``"fast"``, ``"default"``, ``"paper"``), or ``None`` to drop
+        the override and read ``$GNILAB_SCALE`` again.
+    """
     global _scale_override
     _scale_override = None if scale is None else _check_scale(scale, "scale")
 
@@ -72,6 +85,24 @@ def set_scale(scale: Optional[str]) -> None:
 def by_scale(fast: Any, default: Any, paper: Any, scale: Optional[str] = None) -> Any:
     """Pick the value that belongs to the active (or the given) scale.
 
+    Parameters
+    ----------
+    fast : Any
+        Value returned under the ``"fast"`` scale.
+    default : Any
+        Value returned under the ``"default"`` scale.
+    paper : Any
+        Value returned under the ``"paper"`` scale.
+    scale : str or None, optional
+        Scale to use instead of the active one (:func:`get_scale`); one of :data:`SCALES`.
+
+    Returns
+    -------
+    Any
+        The one of ``fast``, ``default``, ``paper`` that matches the scale.
+
+    Examples
+    --------
     >>> by_scale(fast=100, default=10_000, paper=60_000, scale="fast")
     100
     """
@@ -80,7 +111,13 @@ def by_scale(fast: Any, default: Any, paper: Any, scale: Optional[str] = None) -
 
 
 def get_seed() -> int:
-    """The active base seed: :func:`set_seed`'s value, else ``$GNILAB_SEED``, else ``0``."""
+    """The active base seed: :func:`set_seed`'s value, else ``$GNILAB_SEED``, else ``0``.
+
+    Returns
+    -------
+    int
+        The base seed, an integer ``>= 0``.
+    """
     if _seed_override is not None:
         return _seed_override
     text = os.environ.get("GNILAB_SEED", "0").strip() or "0"
@@ -92,7 +129,14 @@ def get_seed() -> int:
 
 
 def set_seed(seed: Optional[int]) -> None:
-    """Set the base seed for this process (``None`` goes back to ``$GNILAB_SEED``)."""
+    """Set the base seed for this process (``None`` goes back to ``$GNILAB_SEED``).
+
+    Parameters
+    ----------
+    seed : int or None
+        New base seed, an integer ``>= 0``, or ``None`` to drop the override and read
+        ``$GNILAB_SEED`` again.
+    """
     global _seed_override
     _seed_override = None if seed is None else check_int("seed", seed, low=0)
 
@@ -101,6 +145,20 @@ def derive_seed(offset: int = 0, base: Optional[int] = None) -> int:
     """The seed number ``offset`` of a chapter under base seed ``base`` (default
     :func:`get_seed`): ``base * SEED_STRIDE + offset``.
 
+    Parameters
+    ----------
+    offset : int, optional
+        Index of the seed within a chapter, ``0 <= offset < SEED_STRIDE`` (default 0).
+    base : int or None, optional
+        Base seed, an integer ``>= 0``; ``None`` uses :func:`get_seed`.
+
+    Returns
+    -------
+    int
+        The seed ``base * SEED_STRIDE + offset``.
+
+    Examples
+    --------
     >>> derive_seed(3, base=0), derive_seed(3, base=2)
     (3, 20003)
     """
@@ -112,13 +170,38 @@ def derive_seed(offset: int = 0, base: Optional[int] = None) -> int:
 def subset_seed(offset: int = 0, base: Optional[int] = None) -> Optional[int]:
     """The seed of a random data subset, or ``None`` under base seed 0 (where a chapter keeps
     the first examples of a data set, as the book was written): pass it as ``subset_seed=`` of
-    the loaders in :mod:`gnilab.data`."""
+    the loaders in :mod:`gnilab.data`.
+
+    Parameters
+    ----------
+    offset : int, optional
+        Index of the seed within a chapter, ``0 <= offset < SEED_STRIDE`` (default 0).
+    base : int or None, optional
+        Base seed, an integer ``>= 0``; ``None`` uses :func:`get_seed`.
+
+    Returns
+    -------
+    int or None
+        ``None`` when the base seed is 0, else ``derive_seed(offset, base)``.
+    """
     base = get_seed() if base is None else check_int("base", base, low=0)
     return None if base == 0 else derive_seed(offset, base)
 
 
 def get_device(prefer: Optional[str] = None) -> torch.device:
-    """CUDA when available (or ``$GNILAB_DEVICE`` / ``prefer`` when given), else the CPU."""
+    """CUDA when available (or ``$GNILAB_DEVICE`` / ``prefer`` when given), else the CPU.
+
+    Parameters
+    ----------
+    prefer : str or None, optional
+        Device string such as ``"cpu"`` or ``"cuda:0"``; takes precedence over
+        ``$GNILAB_DEVICE``. Asking for CUDA when it is unavailable raises ``ValueError``.
+
+    Returns
+    -------
+    torch.device
+        The chosen device.
+    """
     choice = prefer or os.environ.get("GNILAB_DEVICE")
     if choice:
         dev = torch.device(choice)
@@ -130,7 +213,20 @@ def get_device(prefer: Optional[str] = None) -> torch.device:
 
 def resolve_device(device=None, *tensors) -> torch.device:
     """``device`` if given, else the device of the first tensor among ``tensors``, else
-    :func:`get_device`."""
+    :func:`get_device`.
+
+    Parameters
+    ----------
+    device : str or torch.device or None, optional
+        Explicit device; when given it is returned as a :class:`torch.device`.
+    *tensors : Any
+        Objects searched in order for the first :class:`torch.Tensor`; non-tensors are skipped.
+
+    Returns
+    -------
+    torch.device
+        The resolved device.
+    """
     if device is not None:
         return torch.device(device)
     for t in tensors:
@@ -141,7 +237,20 @@ def resolve_device(device=None, *tensors) -> torch.device:
 
 def resolve_dtype(dtype=None, *tensors) -> torch.dtype:
     """``dtype`` if given, else the floating dtype of the first floating tensor, else torch's
-    default dtype."""
+    default dtype.
+
+    Parameters
+    ----------
+    dtype : torch.dtype or None, optional
+        Explicit dtype; returned unchanged when given.
+    *tensors : Any
+        Objects searched in order for the first floating-point :class:`torch.Tensor`.
+
+    Returns
+    -------
+    torch.dtype
+        The resolved dtype.
+    """
     if dtype is not None:
         return dtype
     for t in tensors:
@@ -155,6 +264,16 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     the same way, for functions that take ``generator=``.
 
     A seeded CPU run is bit-for-bit repeatable.
+
+    Parameters
+    ----------
+    seed : int, optional
+        Seed, an integer ``>= 0`` (default 0); NumPy gets ``seed % 2**32``.
+
+    Returns
+    -------
+    torch.Generator
+        A new CPU generator seeded with ``seed``.
     """
     seed = check_int("seed", seed, low=0)
     random.seed(seed)
@@ -169,7 +288,23 @@ def setup(seed: Optional[int] = None, style: bool = True, verbose: bool = True) 
 
     ``seed`` is the base seed (see :func:`derive_seed`); ``None`` keeps :func:`get_seed`
     (``$GNILAB_SEED``, default 0), an integer sets it with :func:`set_seed`. The global RNGs
-    are seeded with ``derive_seed(0)``."""
+    are seeded with ``derive_seed(0)``.
+
+    Parameters
+    ----------
+    seed : int or None, optional
+        Base seed, an integer ``>= 0``, set with :func:`set_seed`; ``None`` keeps the active
+        base seed.
+    style : bool, optional
+        Whether to apply :func:`gnilab.plotting.set_style` (default ``True``).
+    verbose : bool, optional
+        Whether to print the device, scale, base seed and torch version (default ``True``).
+
+    Returns
+    -------
+    torch.device
+        The device chosen by :func:`get_device`.
+    """
     if seed is not None:
         set_seed(seed)
     seed = get_seed()

@@ -357,7 +357,25 @@ class GLDNoise:
 
 
 def gld_noise(kind: str, data, loss: LossLike = "cross_entropy", **kwargs) -> GLDNoise:
-    """:class:`GLDNoise` (the grad hook of one dynamic of Zhu et al.'s Table 1)."""
+    """:class:`GLDNoise` (the grad hook of one dynamic of Zhu et al.'s Table 1).
+
+    Parameters
+    ----------
+    kind : str
+        One of :data:`KINDS`.
+    data
+        The training set (tensors ``x`` and ``y``), on which Σ_b and H are measured.
+    loss : str or callable
+        As in :func:`gnilab.train.get_loss` (mean over examples).
+    **kwargs
+        The keyword arguments of :class:`GLDNoise` (``budget``, ``target``, ``lr``, ``k``,
+        ``refresh``, ...).
+
+    Returns
+    -------
+    GLDNoise
+        The hook, to pass as ``gnilab.train.train(..., grad_hook=...)``.
+    """
     return GLDNoise(kind, data, loss, **kwargs)
 
 
@@ -374,6 +392,41 @@ def train_dynamics(model: nn.Module, data, kind: str, *, steps: int, lr: float,
     the b of Σ_b that ``budget="trace"`` measures). Other keyword arguments
     (``test_data``, ``eval_every``, ``progress``, …) go to :func:`gnilab.train.train`;
     ``optimizer``/``momentum`` other than plain SGD are refused with ``target="weights"``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model to train (its parameters are updated in place by ``train``).
+    data
+        The training set (tensors ``x`` and ``y``).
+    kind : str
+        ``"sgd"`` or one of :data:`KINDS`.
+    steps : int
+        Number of optimiser steps.
+    lr : float
+        η, the step size (> 0).
+    loss : str or callable
+        As in :func:`gnilab.train.get_loss` (mean over examples).
+    budget : float or "trace"
+        B = E‖ξ‖² per step (Eq. 14), see :class:`GLDNoise`.
+    target : {"gradient", "weights"}
+        Where the noise enters, see :class:`GLDNoise`.
+    k : int
+        Eigenpairs kept by ``"gld_leading"`` and ``"gld_hessian"``, see :class:`GLDNoise`.
+    refresh : int
+        Recompute the statistics every ``refresh`` steps (≥ 1).
+    noise_on_refresh_only : bool
+        Inject noise on refresh steps only, 0 in between.
+    batch_size : int
+        The minibatch size of SGD (``kind="sgd"``), else the b of Σ_b; in [1, n].
+    cov_method : {"exact", "sampled"}
+        How Σ_b is measured (:func:`gnilab.curvature.gradient_covariance`).
+    ddof : int
+        0 or 1, see :func:`gnilab.curvature.gradient_covariance`.
+    generator : torch.Generator, optional
+        Drives the minibatches (``"sgd"``) or the noise and its statistics (GLD kinds).
+    **train_kwargs
+        Passed on to :func:`gnilab.train.train`.
 
     Returns
     -------
@@ -472,7 +525,21 @@ def ou_escaping_efficiency(hessian, sigma, t, lr: float = 1.0) -> torch.Tensor:
 
 def ou_escaping_limit(hessian, sigma, lr: float = 1.0) -> float:
     """t → ∞ limit of Eq. 13: ¼ η Tr(P Σ), P the projection on the range of H (¼ η Tr Σ for
-    H ≻ 0): every Σ of the same trace ends at the same expected loss; only the rate differs."""
+    H ≻ 0): every Σ of the same trace ends at the same expected loss; only the rate differs.
+
+    Parameters
+    ----------
+    hessian, sigma : array-like ``[D, D]``
+        H (symmetric positive semi-definite) and the diffusion covariance Σ (PSD).
+    lr : float
+        η (> 0).
+
+    Returns
+    -------
+    float
+        ``lim E[L(θ_t) − L(0)]`` as t → ∞, in loss units (eigenvalues of H below 10⁻¹² of the
+        largest count as 0).
+    """
     lr = check_real("lr", lr, low=0, low_open=True)
     lam, u, s = _pair(hessian, sigma)
     sdiag = torch.diagonal(u.T @ s @ u)
@@ -482,7 +549,7 @@ def ou_escaping_limit(hessian, sigma, lr: float = 1.0) -> float:
 
 @dataclass(frozen=True)
 class OUSimulation:
-    """Monte Carlo escaping efficiency of the OU process.
+    """Monte Carlo escaping efficiency of the OU process (Zhu et al. 2019, Eqs. 12–13).
 
     Attributes
     ----------
@@ -493,6 +560,7 @@ class OUSimulation:
     stderr : Tensor ``[m]``
         Its standard error (sample std / √paths).
     paths : int
+        Number of simulated paths.
     method : str
         ``"euler"`` (Euler–Maruyama, bias O(λ dt) relative) or ``"exact"`` (Gaussian transition).
     final : Tensor ``[paths, D]``
@@ -530,6 +598,14 @@ def simulate_ou(hessian, sigma, t: float, *, steps: int = 1000, paths: int = 100
     device, dtype
         Where the paths live (default: the CPU, float64). Normals are drawn on the CPU from
         ``generator`` and moved.
+    generator : torch.Generator, optional
+        Draws the Gaussian increments.
+
+    Returns
+    -------
+    OUSimulation
+        The recorded times (every ``record_every`` steps and at t, t = 0 included), the mean
+        of L(θ_t) − L(0) over the paths with its standard error, and θ at time t.
     """
     lr = check_real("lr", lr, low=0, low_open=True)
     t = check_real("t", t, low=0, low_open=True)
@@ -608,7 +684,25 @@ class AlignmentComparison:
 def compare_alignment(hessian, t, trace: float = 1.0, lr: float = 1.0) -> AlignmentComparison:
     """Escaping efficiency (Eq. 13) of noise aligned with H (Σ ∝ H) against its isotropic
     equivalence and the rank-1 optimum, all with Tr Σ = ``trace`` (Zhu et al. §3.2,
-    Proposition 1)."""
+    Proposition 1).
+
+    Parameters
+    ----------
+    hessian : array-like ``[D, D]``
+        H, symmetric positive semi-definite with Tr H > 0.
+    t : float or array-like
+        Time(s) ≥ 0 (units of the SDE).
+    trace : float
+        T = Tr Σ (> 0), the common noise energy (Eq. 14).
+    lr : float
+        η (> 0).
+
+    Returns
+    -------
+    AlignmentComparison
+        The three escaping-efficiency curves, their indicators Tr(HΣ), the ratio of Eq. 17
+        and the common limit.
+    """
     trace = check_real("trace", trace, low=0, low_open=True)
     lr = check_real("lr", lr, low=0, low_open=True)
     h = _sym("hessian", hessian)
@@ -649,7 +743,20 @@ def _toy_per_example(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def toy2d_losses(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """The per-example losses ℓ(w; x_i) of the 2-D toy (see :class:`Toy2D`) for many w at
     once: ``w [..., 2]``, ``x [n, 2]`` (or ``[..., n, 2]``) → ``[..., n]``; e.g. the landscape
-    on a grid is ``toy2d_losses(grid, x).mean(-1)``."""
+    on a grid is ``toy2d_losses(grid, x).mean(-1)`` (the toy of Zhu et al. 2019, Fig. 2).
+
+    Parameters
+    ----------
+    w : Tensor ``[..., 2]``
+        Parameter points.
+    x : Tensor ``[n, 2]`` or ``[..., n, 2]``
+        Data points (broadcast against ``w``).
+
+    Returns
+    -------
+    Tensor ``[..., n]``
+        ℓ(w; x_i) for every w and example i.
+    """
     return _toy_per_example(torch.as_tensor(w), torch.as_tensor(x))
 
 
@@ -662,6 +769,16 @@ class Toy2D(nn.Module):
 
     Sharp minimum near (1, 1) (Hessian eigenvalues 200 along (1, 1)/√2 and 20 along
     (1, −1)/√2), flat minimum near (−1, −1) (Hessian 2I). Train it with ``loss=toy2d_loss``.
+    This is the 2-D toy of Zhu et al. (2019), §3.2 and Fig. 2.
+
+    Parameters
+    ----------
+    w0 : sequence of 2 floats or Tensor
+        The initial parameter w (default (1, 1), the sharp minimum).
+    dtype : torch.dtype, optional
+        Dtype of ``w``; default torch's default dtype.
+    device : torch.device or str, optional
+        Device of ``w``.
     """
 
     def __init__(self, w0=(1.0, 1.0), dtype=None, device=None):
@@ -675,7 +792,22 @@ class Toy2D(nn.Module):
 
 def toy2d_loss(output: torch.Tensor, target: torch.Tensor, reduction: str = "mean"):
     """The loss to pair with :class:`Toy2D` (its output already is the per-example loss; the
-    target is ignored)."""
+    target is ignored), for Zhu et al.'s (2019) 2-D toy of Fig. 2.
+
+    Parameters
+    ----------
+    output : Tensor ``[n]``
+        Per-example losses, the output of :class:`Toy2D`.
+    target : Tensor
+        Ignored.
+    reduction : {"mean", "sum", "none"}
+        How the per-example losses are reduced (``"none"``: returned as they are).
+
+    Returns
+    -------
+    Tensor
+        A scalar (``"mean"``, ``"sum"``) or ``output`` itself (``"none"``).
+    """
     if reduction == "none":
         return output
     return output.sum() if reduction == "sum" else output.mean()
@@ -687,7 +819,26 @@ def toy2d_data(n: int = 100, runs: Optional[int] = None, *, device=None, dtype=N
     rotation by π/4 — variance 10⁻³ along (1, −1)/√2 and 10⁻⁴ along (1, 1)/√2.
 
     Returns an :class:`gnilab.data.ArrayDataset` (``y`` zeros) when ``runs`` is None, else a
-    tensor ``[runs, n, 2]`` (one data set per run, as the code re-draws them).
+    tensor ``[runs, n, 2]`` (one data set per run, as the code re-draws them). The data of
+    Zhu et al.'s (2019) Fig. 2.
+
+    Parameters
+    ----------
+    n : int
+        Number of examples per data set (≥ 2).
+    runs : int, optional
+        Number of independent data sets (≥ 1); ``None``: one, as a data set object.
+    device : torch.device or str, optional
+        Device of the result.
+    dtype : torch.dtype, optional
+        Dtype of the result; default torch's default dtype.
+    generator : torch.Generator, optional
+        Draws z (float64, on the CPU).
+
+    Returns
+    -------
+    gnilab.data.ArrayDataset or Tensor
+        The data set (``x`` ``[n, 2]``, ``y`` zeros ``[n]``) or the points ``[runs, n, 2]``.
     """
     from .data import ArrayDataset
 
@@ -777,6 +928,37 @@ def toy2d_escape(kinds: Sequence[str] = ("gd", "gld_const", "gld_diag", "gld_lea
     step ("gld_leading" with k = 2 = D is the full Σ, as in the code). Success: final
     w₁ < −0.5 and w₂ < −0.5. ``"gld_dynamic"`` (not in the 2-D code) equals ``"gld_const"``
     at a fixed budget.
+
+    Parameters
+    ----------
+    kinds : sequence of str
+        The dynamics to run, each one of :data:`KINDS`.
+    runs : int
+        Runs per dynamic (≥ 1).
+    steps : int
+        Steps per run (≥ 0).
+    lr : float
+        η, the GD step size (> 0).
+    budget : float
+        E‖ξ‖² per step (≥ 0, weight units; Eq. 14).
+    n : int
+        Examples per data set (≥ 2).
+    w0 : sequence of 2 floats
+        The starting point of every run.
+    keep_paths : int
+        Number of runs per dynamic whose whole path is kept, in [0, ``runs``].
+    device : torch.device or str, optional
+        Where the runs are computed (default the CPU).
+    dtype : torch.dtype
+        Compute dtype (default float64).
+    generator : torch.Generator, optional
+        Draws the data and the noise.
+
+    Returns
+    -------
+    EscapeResult
+        Escape counts, final points, kept paths, the wall time and the indicator Tr(HΣ) along
+        the way, per dynamic.
     """
     for kd in kinds:
         check_choice("kinds", kd, KINDS)

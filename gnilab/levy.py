@@ -176,11 +176,18 @@ class MultiWell(_Potential1D):
     :math:`f''(m_i) > 0`, :math:`f''(s_j) < 0` and :math:`f'(w) \sim \kappa w^{2r-1}` satisfies
     the paper's growth condition :math:`f'(w) > |w|^{1+c}` for r ≥ 2.
 
+    This is the landscape of Şimşekli, Sagun & Gürbüzbalaban (2019, §2, before Theorem 1):
+    r non-degenerate minima :math:`m_i` in the valleys :math:`S_i = (s_{i-1}, s_i)`.
+
     Parameters
     ----------
-    minima, maxima : increasing sequences with ``len(maxima) == len(minima) - 1``,
-        interleaved.
-    kappa : float > 0, overall scale.
+    minima, maxima : sequences of float
+        increasing sequences with ``len(maxima) == len(minima) - 1``, interleaved: the local
+        minima :math:`m_1 < \dots < m_r` (r ≥ 1) and maxima :math:`s_1 < \dots < s_{r-1}`
+        with :math:`m_1 < s_1 < m_2 < \dots < m_r`; stored as tuples of floats (defaults
+        ``(-1, 1)`` and ``(0,)``).
+    kappa : float > 0
+        overall scale, the leading coefficient :math:`\kappa` of f' (default 1).
     """
     minima: Tuple[float, ...] = (-1.0, 1.0)
     maxima: Tuple[float, ...] = (0.0,)
@@ -214,7 +221,21 @@ class MultiWell(_Potential1D):
 @dataclass(frozen=True)
 class Quartic(MultiWell):
     r""":math:`f(w) = w^4/4 - w^2/2` (minima ±1, maximum 0, barrier height 1/4,
-    :math:`f''(\pm1) = 2`, :math:`f''(0) = -1`)."""
+    :math:`f''(\pm1) = 2`, :math:`f''(0) = -1`).
+
+    The symmetric case of the two-well landscape of Şimşekli et al. (2019, Fig. 3a): a
+    :class:`MultiWell` with its defaults, :math:`f'(w) = w(w-1)(w+1)`.
+
+    Parameters
+    ----------
+    minima : tuple of float
+        the minima, default ``(-1.0, 1.0)``; other values give the :class:`MultiWell` with
+        these critical points (no longer the quartic above).
+    maxima : tuple of float
+        the maxima, default ``(0.0,)``.
+    kappa : float > 0
+        the leading coefficient of f', default 1.
+    """
     minima: Tuple[float, ...] = (-1.0, 1.0)
     maxima: Tuple[float, ...] = (0.0,)
     kappa: float = 1.0
@@ -235,6 +256,25 @@ class DoubleWell(_Potential1D):
     0), :math:`f''(m_i) = \kappa m_i (m_i - m_j)(1 + \gamma_i m_i^2) > 0`, and f' grows like
     :math:`|w|^3` or :math:`|w|^5` (growth condition of the paper). With both depths ``None``,
     :math:`\kappa = 1, \gamma_i = 0` (a cubic f').
+
+    Parameters
+    ----------
+    m1 : float < 0
+        the left minimum :math:`m_1` (default -1); its valley is :math:`(-\infty, 0)`.
+    m2 : float > 0
+        the right minimum :math:`m_2` (default 2); its valley is :math:`(0, \infty)`.
+    depth1 : float > 0, optional
+        :math:`H_1 = f(0) - f(m_1)`; ``None``: the depth of the cubic case on that side,
+        :math:`A_1`.
+    depth2 : float > 0, optional
+        :math:`H_2 = f(0) - f(m_2)`; ``None``: :math:`A_2`.
+
+    Attributes
+    ----------
+    kappa : float
+        :math:`\kappa`, computed from the depths.
+    gamma1, gamma2 : float
+        :math:`\gamma_1, \gamma_2 \ge 0`, computed from the depths.
     """
     m1: float = -1.0
     m2: float = 2.0
@@ -327,6 +367,12 @@ class Separable:
     basins are numbered with the first coordinate varying slowest.
 
     ``hess`` returns the diagonal of the Hessian (exact here: it is diagonal).
+
+    Parameters
+    ----------
+    parts : tuple or list of 1-D potentials
+        :math:`f_1, \dots, f_d` (:class:`DoubleWell`, :class:`MultiWell`, :class:`Quartic`),
+        one per coordinate, d ≥ 1; stored as a tuple.
     """
     parts: Tuple
 
@@ -394,12 +440,16 @@ class Separable:
 class LevyRun:
     """Result of :func:`simulate`.
 
+    The exit times are the transition times of Şimşekli et al. (2019, Theorem 1) and the
+    occupancies estimate the stationary probabilities of their Theorem 2.
+
     Attributes
     ----------
     exit_times : Tensor [n_paths]
         first time (in time units, ``(k + 1) * dt``) a path left ``exit_interval``; ``inf`` if
         it did not within ``steps * dt`` (or exploded inside the interval).
     exited : bool Tensor [n_paths]
+        whether the path left ``exit_interval`` within the run (finite ``exit_times``).
     occupancy : Tensor [r] or None
         fraction of path-time (states after steps 1..steps, alive paths) per basin.
     basin_steps : int64 Tensor [n_paths, r] or None
@@ -407,8 +457,13 @@ class LevyRun:
     exploded : bool Tensor [n_paths]
         paths that became non-finite or left ``[-max_abs, max_abs]``; frozen afterwards.
     n_exploded : int
+        number of exploded paths.
     snapshots : dict step -> Tensor [n_paths] or None (exploded paths: NaN)
-    steps, dt : the run's settings.
+        the states after the requested numbers of steps (``[n_paths, d]`` in d dimensions);
+        None when no ``snapshots`` were asked for.
+    steps, dt : int, float
+        the run's settings: number of steps and time step; the run covers
+        ``[0, steps * dt]``.
     """
     exit_times: torch.Tensor
     exited: torch.Tensor
@@ -722,7 +777,21 @@ def simulate(potential, alpha, eps, dt, steps, n_paths, w0, beta=0.0, record="ex
 def levy_measure_constant(alpha) -> float:
     r""":math:`c_\alpha = \Gamma(1+\alpha)\sin(\pi\alpha/2)/\pi`: the Lévy measure of SαS(1)
     (:math:`E e^{i\omega X} = e^{-|\omega|^\alpha}`) is :math:`c_\alpha|y|^{-1-\alpha}dy`, so
-    :math:`P(X > x) \sim c_\alpha x^{-\alpha}/\alpha`. 0 at α = 2 (no jumps)."""
+    :math:`P(X > x) \sim c_\alpha x^{-\alpha}/\alpha`. 0 at α = 2 (no jumps).
+
+    The constant that the rates of Şimşekli et al. (2019, Eq. 11 and 13) omit (see the module
+    docstring); the tail asymptotics are those of Samorodnitsky & Taqqu (1994).
+
+    Parameters
+    ----------
+    alpha : float
+        tail index, in (0, 2].
+
+    Returns
+    -------
+    float
+        :math:`c_\alpha > 0` for α < 2, 0 at α = 2.
+    """
     a = check_real("alpha", alpha, low=0, high=2, low_open=True)
     return 0.0 if a == 2.0 else math.gamma(1 + a) * math.sin(math.pi * a / 2) / math.pi
 
@@ -788,7 +857,20 @@ def stationary_distribution(Q):
     r"""π with :math:`Q^T\pi = 0`, :math:`\sum_i\pi_i = 1` (paper Theorem 2). For two wells
     :math:`m_1 < 0 = s_1 < m_2`: :math:`\pi_2/\pi_1 = (m_2/|m_1|)^\alpha`.
 
-    Returns a float64 Tensor [r]."""
+    Returns a float64 Tensor [r].
+
+    Parameters
+    ----------
+    Q : Tensor or array-like, shape [r, r]
+        the generator of a continuous-time Markov chain (off-diagonal rates >= 0, rows summing
+        to 0), e.g. from :func:`transition_rates`; any positive multiple gives the same π.
+
+    Returns
+    -------
+    Tensor
+        float64, shape [r]: π, the least-squares solution of :math:`Q^T\pi = 0`,
+        :math:`\sum_i\pi_i = 1`.
+    """
     Q = torch.as_tensor(Q, dtype=torch.float64)
     if Q.ndim != 2 or Q.shape[0] != Q.shape[1]:
         raise ValueError(f"Q must be a square matrix, got shape {tuple(Q.shape)}")
@@ -803,6 +885,27 @@ def stationary_distribution(Q):
 def mean_exit_time(minima, maxima, alpha, eps, basin=0):
     r"""Small-noise mean time to leave basin ``basin`` (0-based) of Eq. 10 (paper Theorem 1):
     :math:`E T_i \approx 1/(\varepsilon^\alpha c_\alpha q_i)`, in :func:`simulate`'s time units.
+
+    Here :math:`q_i = \sum_{j\ne i} q_{ij}` (paper Eq. 11–12) and :math:`c_\alpha` is
+    :func:`levy_measure_constant`.
+
+    Parameters
+    ----------
+    minima, maxima : sequences of float
+        the interleaved minima (r ≥ 2) and maxima (r - 1) of the potential, as in
+        :func:`transition_rates`.
+    alpha : float
+        tail index, in (0, 2) (the theorem needs jumps).
+    eps : float > 0
+        noise scale ε of :func:`simulate`.
+    basin : int
+        0-based index of the starting basin, in [0, r - 1] (default 0).
+
+    Returns
+    -------
+    float
+        the predicted mean exit time of basin ``basin``, in the time units of
+        :func:`simulate` (multiples of ``dt``, not steps).
     """
     Q = transition_rates(minima, maxima, alpha, eps=eps)
     r = Q.shape[0]
@@ -821,12 +924,24 @@ def kramers_exit_time(barrier_height, curvature_min, curvature_max, eps):
     The first time the path reaches the saddle is about half of this (a path at the saddle
     commits to either side with probability 1/2).
 
+    The Brownian contrast of Şimşekli et al. (2019, §2, after Theorem 1), with the constant
+    fixed for this convention.
+
     Parameters
     ----------
     barrier_height : H = f(s) - f(m) > 0
+        the depth of the well to be left.
     curvature_min : f''(m) > 0
+        curvature at the minimum m.
     curvature_max : f''(s) (sign ignored, nonzero)
+        curvature at the saddle (maximum) s.
     eps : noise scale ε > 0
+        the ε of :func:`simulate` with α = 2.
+
+    Returns
+    -------
+    float
+        the predicted mean transition time :math:`E T`, in :func:`simulate`'s time units.
     """
     H = check_real("barrier_height", barrier_height, low=0, low_open=True)
     k1 = check_real("curvature_min", curvature_min, low=0, low_open=True)

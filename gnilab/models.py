@@ -33,7 +33,20 @@ Init = Union[None, str, float, Callable[[nn.Module], None]]
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
-    """Number of (trainable) scalar parameters of ``model``."""
+    """Number of (trainable) scalar parameters of ``model``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model whose parameters are counted.
+    trainable_only : bool, optional
+        Count only parameters with ``requires_grad`` (default ``True``); ``False`` counts all.
+
+    Returns
+    -------
+    int
+        The total number of scalar entries of the counted parameter tensors.
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -121,6 +134,21 @@ class ConvSmall(nn.Module):
     FC 160→50 → ReLU → FC 50→10`` with VALID padding:
     250+10 + 2500+10 + 8000+50 + 500+10 = 11 330 parameters. ``init=0.02`` (default) draws all
     weights and biases from N(0, 0.02²) as the papers' code does; ``init=None`` keeps PyTorch's.
+
+    Parameters
+    ----------
+    in_channels : int, optional
+        Input channels, ≥ 1 (default 1). Inputs are ``[N, in_channels, 28, 28]``; a flattened
+        batch ``[N, in_channels·784]`` is reshaped.
+    num_classes : int, optional
+        Number of outputs (logits), ≥ 1 (default 10).
+    init : None, str, float or callable, optional
+        Initialisation; a float is the standard deviation of N(0, s²) for all weights and
+        biases (default 0.02), ``None`` keeps PyTorch's default; see :func:`_apply_init`.
+    device : torch.device or str, optional
+        Device of the parameters.
+    dtype : torch.dtype, optional
+        Dtype of the parameters.
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, *, init: Init = 0.02,
@@ -153,6 +181,21 @@ class FixedOutputNet(nn.Module):
 
     with only the input weights :math:`w_j` and biases :math:`b_j` trained (``D = m(d + 1)``
     parameters; the output weights are a buffer). Output shape ``[N, 1]``.
+
+    Parameters
+    ----------
+    in_features : int, optional
+        Input dimension :math:`d`, ≥ 1 (default 2); inputs have shape ``[N, d]``.
+    hidden : int, optional
+        Number of hidden units :math:`m`, ≥ 2 (default 100); the first ``m // 2`` output
+        weights are :math:`+1`, the others :math:`-1`.
+    delta : float, optional
+        Clipping level :math:`\delta`, ``0 <= delta < 0.5`` (default ``1e-3``): outputs lie in
+        :math:`[\delta, 1-\delta]`.
+    device : torch.device or str, optional
+        Device of the parameters and the output-weight buffer.
+    dtype : torch.dtype, optional
+        Dtype of the hidden layer (and of the buffer).
     """
 
     def __init__(self, in_features: int = 2, hidden: int = 100, delta: float = 1e-3, *,

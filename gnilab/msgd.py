@@ -362,7 +362,41 @@ def weights(kind: str, n: int, *, draws: Optional[int] = None, b: Optional[int] 
             ghost: Optional[int] = None, match: str = "replacement", generator=None,
             device=None, dtype=None) -> torch.Tensor:
     """Draws of W from ``MultiplicativeNoise(kind, n, b, s, p, size, ghost, match)``:
-    ``[N]`` or ``[draws, N]`` (see :meth:`MultiplicativeNoise.sample`)."""
+    ``[N]`` or ``[draws, N]`` (see :meth:`MultiplicativeNoise.sample`).
+
+    Parameters
+    ----------
+    kind : str
+        One of :data:`KINDS` (the families of Wu et al. 2020, module docstring).
+    n : int >= 2
+        N, the number of training examples the weights spread over.
+    draws : int, optional
+        Number of draws (≥ 1); ``None``: a single draw ``[N]``.
+    b : int in [1, n], optional
+        The minibatch size (needed by ``sgd``/``sgd_replacement``; sets the default ``s``
+        or ``p``).
+    s : float >= 0, optional
+        Standard deviation of the masks m_i of the Gaussian and Rademacher kinds.
+    p : float in (0, 1], optional
+        Keep probability of ``bernoulli`` (default b/N).
+    size : int, optional
+        B of the ``*_sparse`` and ``*_ghost`` kinds.
+    ghost : int, optional
+        g, the centring group size of ``cov``/``cov_ghost``.
+    match : {"replacement", "without_replacement"}
+        The SGD-b covariance a default ``s`` matches.
+    generator : torch.Generator or int, optional
+        A CPU generator or an int seed; ``None``: torch's global generator.
+    device : torch.device or str, optional
+        Device of the result (default :func:`gnilab.config.get_device`).
+    dtype : torch.dtype, optional
+        Dtype of the result (default torch's default dtype).
+
+    Returns
+    -------
+    Tensor
+        W, ``[N]`` (``draws=None``) or ``[draws, N]`` (E W = 1/N).
+    """
     law = MultiplicativeNoise(kind, n, b=b, s=s, p=p, size=size, ghost=ghost, match=match)
     return law.sample(draws, generator=generator, device=device, dtype=dtype)
 
@@ -464,7 +498,40 @@ def msgd_objective(kind: str, n: int, *, b: Optional[int] = None, s: Optional[fl
                    ghost: Optional[int] = None, match: str = "replacement",
                    loss: LossLike = "cross_entropy", chunk_size: Optional[int] = None,
                    generator=None) -> MSGDObjective:
-    """:class:`MSGDObjective` for ``MultiplicativeNoise(kind, n, b, s, p, size, ghost, match)``."""
+    """:class:`MSGDObjective` for ``MultiplicativeNoise(kind, n, b, s, p, size, ghost, match)``
+    (the objective of one M-SGD step, Wu et al. 2020, Eq. 6).
+
+    Parameters
+    ----------
+    kind : str
+        One of :data:`KINDS` (the families of Wu et al. 2020, module docstring).
+    n : int >= 2
+        N, the number of training examples the weights spread over.
+    b : int in [1, n], optional
+        The minibatch size (needed by ``sgd``/``sgd_replacement``; sets the default ``s``
+        or ``p``).
+    s : float >= 0, optional
+        Standard deviation of the masks m_i of the Gaussian and Rademacher kinds.
+    p : float in (0, 1], optional
+        Keep probability of ``bernoulli`` (default b/N).
+    size : int, optional
+        B of the ``*_sparse`` and ``*_ghost`` kinds.
+    ghost : int, optional
+        g, the centring group size of ``cov``/``cov_ghost``.
+    match : {"replacement", "without_replacement"}
+        The SGD-b covariance a default ``s`` matches.
+    loss : str or callable
+        Per-example losses come from ``get_loss(loss)(out, y, reduction="none")``.
+    chunk_size : int, optional
+        Forward and backward over at most this many examples at a time (bounds memory).
+    generator : torch.Generator or int, optional
+        Source of the weights (CPU); ``None``: torch's global generator.
+
+    Returns
+    -------
+    MSGDObjective
+        The objective, for ``gnilab.train.train(..., objective=obj)``.
+    """
     law = MultiplicativeNoise(kind, n, b=b, s=s, p=p, size=size, ghost=ghost, match=match)
     return MSGDObjective(law, loss, chunk_size=chunk_size, generator=generator)
 
@@ -481,7 +548,42 @@ def train_msgd(model: nn.Module, data, kind: str, *, steps: int, lr: float,
     the ghost kinds: large batches of ``size`` drawn the same way, re-weighted by the
     objective; every other kind: full batch with the :class:`MSGDObjective`. ``generator``
     drives both the batches and the weights. Other keyword arguments (``test_data``,
-    ``eval_every``, ``momentum``, ``progress``, ...) go to ``train``.
+    ``eval_every``, ``momentum``, ``progress``, ...) go to ``train``. This is M-SGD
+    (Wu et al. 2020, Eq. 6, Algorithm 1).
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model to train (updated in place by ``train``).
+    data
+        The training set (tensors ``x`` and ``y``, N examples).
+    kind : str
+        One of :data:`KINDS`.
+    steps : int
+        Number of optimiser steps.
+    lr : float
+        η, the step size.
+    b : int, optional
+        The minibatch size (needed by ``sgd`` and ``sgd_replacement``; else sets the default
+        ``s`` or ``p``), in [1, N].
+    s : float, optional
+        Standard deviation of the masks, see :class:`MultiplicativeNoise`.
+    p : float, optional
+        Keep probability of ``bernoulli``.
+    size : int, optional
+        B of the ``*_sparse`` and ``*_ghost`` kinds (for the ghost kinds, the large batch).
+    ghost : int, optional
+        g, the centring group size of ``cov``/``cov_ghost``.
+    match : {"replacement", "without_replacement"}
+        The SGD-b covariance a default ``s`` matches.
+    loss : str or callable
+        As in :func:`gnilab.train.get_loss`.
+    chunk_size : int, optional
+        Passed to the :class:`MSGDObjective` (memory bound).
+    generator : torch.Generator or int, optional
+        Drives both the batches and the weights.
+    **train_kwargs
+        Passed on to :func:`gnilab.train.train`.
 
     Returns
     -------
@@ -515,12 +617,15 @@ COMPLEXITY_KINDS = ("rademacher", "gaussian", "sgd", "sgd_replacement")
 
 @dataclass(frozen=True)
 class LinearLosses:
-    """Per-example losses linear in θ: ``ℓ_i(θ) = c_i + a_iᵀθ``.
+    """Per-example losses linear in θ: ``ℓ_i(θ) = c_i + a_iᵀθ``, for which the supremum in
+    Wu et al.'s (2020) Theorem 1 complexities is exact (:func:`local_sup`).
 
     Attributes
     ----------
     c : Tensor ``[N]``
+        The offsets c_i (N ≥ 2).
     a : Tensor ``[N, D]``
+        The gradients a_i as rows.
     """
 
     c: torch.Tensor
@@ -549,7 +654,21 @@ class LinearLosses:
 
 def linearise(losses: Callable[[torch.Tensor], torch.Tensor], theta: torch.Tensor) -> LinearLosses:
     """First-order Taylor expansion at θ of ``losses: θ [D] -> [N]``:
-    ``ℓ(θ') ≈ ℓ(θ) + J (θ' − θ)``, J the ``[N, D]`` Jacobian (``torch.func.jacrev``)."""
+    ``ℓ(θ') ≈ ℓ(θ) + J (θ' − θ)``, J the ``[N, D]`` Jacobian (``torch.func.jacrev``); used
+    for the local complexities of Wu et al. (2020), Theorem 1, of non-linear losses.
+
+    Parameters
+    ----------
+    losses : callable
+        θ ``[D]`` → the loss vector ``[N]`` (differentiable by ``torch.func``).
+    theta : Tensor ``[D]``
+        The expansion point (detached).
+
+    Returns
+    -------
+    LinearLosses
+        ``c = ℓ(θ) − J θ`` and ``a = J``.
+    """
     from torch.func import jacrev
 
     theta = theta.detach()
@@ -569,7 +688,25 @@ def local_sup(losses: LinearLosses, v: torch.Tensor, theta: torch.Tensor,
               delta: float) -> torch.Tensor:
     """``sup_{‖θ'−θ‖₂ ≤ δ} |Σ_i v_i ℓ_i(θ')| = |vᵀℓ(θ)| + δ ‖Σ_i v_i a_i‖₂`` for linear losses
     (exact: the maximiser is θ' = θ + δ sign(vᵀℓ(θ)) u, u the unit vector along Σ v_i a_i).
-    ``v``: ``[N]`` or ``[k, N]``; returns a scalar or ``[k]``."""
+    ``v``: ``[N]`` or ``[k, N]``; returns a scalar or ``[k]``. The supremum inside
+    Wu et al.'s (2020) Theorem 1 complexities.
+
+    Parameters
+    ----------
+    losses : LinearLosses
+        The linear losses ℓ_i(θ) = c_i + a_iᵀθ.
+    v : Tensor ``[N]`` or ``[k, N]``
+        One or k vectors V.
+    theta : Tensor ``[D]``
+        The centre of the ball.
+    delta : float
+        δ ≥ 0, the radius of the (Euclidean) ball.
+
+    Returns
+    -------
+    Tensor
+        The supremum: a scalar for ``v`` ``[N]``, ``[k]`` for ``v`` ``[k, N]``.
+    """
     if not isinstance(losses, LinearLosses):
         raise TypeError(f"losses must be LinearLosses (see linearise), got {type(losses).__name__}")
     delta = check_real("delta", delta, low=0)
@@ -623,6 +760,13 @@ def local_complexity(kind: str, losses, theta: torch.Tensor, delta: float, *,
     b : int, optional
         Minibatch size for the SGD kinds.
     generator : torch.Generator or int, optional
+        Draws V (on the CPU); ``None``: torch's global generator.
+
+    Returns
+    -------
+    Complexity
+        The Monte Carlo mean of ``(1/N) sup |Σ v_i ℓ_i(θ')|`` over ``draws`` draws of V, its
+        standard error, and whether the supremum was exact.
     """
     check_choice("kind", kind, COMPLEXITY_KINDS)
     delta = check_real("delta", delta, low=0)
@@ -671,6 +815,31 @@ def gaussian_noise_by_covariance(model: nn.Module, data, kind: str = "fisher", *
 
     Given A, (s/N) Aᵀε with ε ~ N(0, I_N) already has this law with no decomposition at all:
     that is M-SGD, and it does not need A, only one weighted backward pass.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model at θ (never modified).
+    data
+        The training set (tensors ``x`` and ``y``, N examples).
+    kind : {"fisher", "cov"}
+        A = G (noise covariance ∝ F) or A = G − ḡ (∝ Σ).
+    b : int, optional
+        Minibatch size that sets the default ``s`` (as in :class:`MultiplicativeNoise`).
+    s : float, optional
+        Standard deviation of the masks (≥ 0); default from ``b`` and ``match``.
+    match : {"replacement", "without_replacement"}
+        The SGD-b covariance a default ``s`` matches.
+    method : {"svd", "eigh"}
+        The decomposition, see above.
+    draws : int, optional
+        Number of draws (≥ 1); ``None``: one draw ``[D]``.
+    loss : str or callable
+        As in :func:`gnilab.train.get_loss`.
+    generator : torch.Generator or int, optional
+        Draws ε (on the CPU); ``None``: torch's global generator.
+    chunk_size : int, optional
+        Compute the per-example gradients over at most this many examples at a time.
 
     Returns
     -------

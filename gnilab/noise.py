@@ -34,7 +34,25 @@ __all__ = [
 
 
 def flat_grad(model: nn.Module, loss: torch.Tensor) -> torch.Tensor:
-    """Gradient of the scalar ``loss`` w.r.t. the trainable parameters, flattened to ``[p]``."""
+    """Gradient of the scalar ``loss`` w.r.t. the trainable parameters, flattened to ``[p]``.
+
+    With ``loss`` the mean loss over a minibatch Ω this is the stochastic gradient
+    ∇f_Ω(w) of Şimşekli et al. (2019, Eq. 3).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        the model; its parameters with ``requires_grad`` are differentiated, in the order of
+        ``model.parameters()``.
+    loss : Tensor
+        a scalar (0-dimensional) tensor computed from ``model`` with autograd on.
+
+    Returns
+    -------
+    Tensor
+        shape ``[p]``, p the number of trainable parameter entries; the gradients of the
+        parameters concatenated, zeros for parameters that ``loss`` does not depend on.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     grads = torch.autograd.grad(loss, params, allow_unused=True)
     return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
@@ -92,6 +110,39 @@ def minibatch_gradients(model: nn.Module, data, batch_size: int,
     per-batch overhead dominates, and the loop otherwise: on 2 CPU cores ``vmap`` is about 2×
     faster at b = 10 and slower for convolutional models at b ≥ 100
     (``benchmarks/bench_noise.py``).
+
+    These are the minibatch gradients ∇f_{Ω_i}(w) of Şimşekli et al. (2019, Eq. 3 and §3)
+    over disjoint minibatches Ω_i.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        the model, evaluated at its current parameters w (restored to its previous
+        train/eval mode afterwards).
+    data : ArrayDataset
+        the data, with tensors ``data.x`` (inputs, first axis n) and ``data.y`` (targets) on
+        one device (see :mod:`gnilab.data`).
+    batch_size : int
+        b, the minibatch size, in [1, n].
+    loss : str or callable
+        a loss name of :data:`gnilab.train.LOSSES` (``"cross_entropy"``, the default,
+        ``"mse"``, ``"hinge"``) or a callable ``fn(output, target)`` returning the mean loss.
+    shuffle : bool
+        ``True``: partition a random permutation of the data; ``False`` (default): take the
+        examples in their order.
+    generator : torch.Generator, optional
+        randomness of the permutation when ``shuffle`` is set (a CPU generator).
+    method : {"auto", "vmap", "loop"}
+        how to compute the gradients (see above; default ``"auto"``).
+    chunk_size : int >= 1, optional
+        ``vmap`` only: minibatches per vectorised call (default: as many as hold about
+        2^24 gradient entries).
+
+    Returns
+    -------
+    Tensor
+        shape ``[P, p]``: row i is the gradient of the mean loss over minibatch i, flattened
+        as in :func:`flat_grad`.
     """
     check_choice("method", method, ("auto", "vmap", "loop"))
     if chunk_size is not None:
@@ -112,7 +163,10 @@ def minibatch_gradients(model: nn.Module, data, batch_size: int,
 
 @dataclass(frozen=True)
 class GradientNoise:
-    """Minibatch gradient noise at one point w.
+    r"""Minibatch gradient noise at one point w.
+
+    The stochastic gradient noise :math:`U_i(w) = \nabla f_{\Omega_i}(w) - \nabla f(w)` of
+    Şimşekli et al. (2019, §3), one row per disjoint minibatch.
 
     Attributes
     ----------
@@ -145,8 +199,38 @@ def gradient_noise(model: nn.Module, data, batch_size: int,
                    loss: Union[str, Callable] = "cross_entropy", *, shuffle: bool = False,
                    generator: Optional[torch.Generator] = None, method: str = "auto",
                    chunk_size: Optional[int] = None) -> GradientNoise:
-    """The noise matrix U = g_batch − g_full over a partition of ``data`` (see module docstring;
-    ``method`` and ``chunk_size`` as in :func:`minibatch_gradients`)."""
+    r"""The noise matrix U = g_batch − g_full over a partition of ``data`` (see module docstring;
+    ``method`` and ``chunk_size`` as in :func:`minibatch_gradients`).
+
+    The noise vectors :math:`U_i(w) = \nabla f_{\Omega_i}(w) - \nabla f(w)` of Şimşekli et al.
+    (2019, §3), with :math:`\nabla f(w)` the mean of the P minibatch gradients.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        the model at the point w.
+    data : ArrayDataset
+        the data (``data.x``, ``data.y``), as in :func:`minibatch_gradients`.
+    batch_size : int
+        b, the minibatch size, in [1, n]; P = n // b minibatches.
+    loss : str or callable
+        loss name or callable, as in :func:`minibatch_gradients` (default
+        ``"cross_entropy"``).
+    shuffle : bool
+        partition a random permutation of the data (default ``False``: in order).
+    generator : torch.Generator, optional
+        randomness of the permutation when ``shuffle`` is set.
+    method : {"auto", "vmap", "loop"}
+        as in :func:`minibatch_gradients`.
+    chunk_size : int >= 1, optional
+        as in :func:`minibatch_gradients`.
+
+    Returns
+    -------
+    GradientNoise
+        the noise matrix ``noise`` ``[P, p]``, the full gradient ``full_gradient`` ``[p]`` and
+        ``batch_size``.
+    """
     grads = minibatch_gradients(model, data, batch_size, loss, shuffle=shuffle, generator=generator,
                                 method=method, chunk_size=chunk_size)
     full = grads.mean(0)
@@ -163,12 +247,44 @@ def _standardised_moment(x: torch.Tensor, order: int) -> torch.Tensor:
 
 
 def skewness(x: torch.Tensor) -> float:
-    """Sample skewness m₃ / m₂^{3/2} (biased moments, as ``scipy.stats.skew`` by default)."""
+    r"""Sample skewness m₃ / m₂^{3/2} (biased moments, as ``scipy.stats.skew`` by default).
+
+    A check of the Gaussian hypothesis :math:`U \sim \mathcal N(0, \sigma^2 I)` of Şimşekli et
+    al. (2019, Eq. 4), under which it is 0 up to sampling error; the estimator is :math:`g_1` of Joanes
+    & Gill (1998).
+
+    Parameters
+    ----------
+    x : Tensor or array-like
+        the sample, any shape (flattened; at least 2 values); computed in float64.
+
+    Returns
+    -------
+    float
+        the sample skewness :math:`m_3/m_2^{3/2}`, with :math:`m_j` the j-th central
+        sample moment (divisor n).
+    """
     return float(_standardised_moment(x, 3))
 
 
 def excess_kurtosis(x: torch.Tensor) -> float:
-    """Sample excess kurtosis m₄ / m₂² − 3 (0 for a Gaussian; ``scipy.stats.kurtosis``'s default)."""
+    r"""Sample excess kurtosis m₄ / m₂² − 3 (0 for a Gaussian; ``scipy.stats.kurtosis``'s default).
+
+    A check of the Gaussian hypothesis :math:`U \sim \mathcal N(0, \sigma^2 I)` of Şimşekli et
+    al. (2019, Eq. 4), under which it is 0 up to sampling error; the estimator is :math:`g_2` of Joanes
+    & Gill (1998).
+
+    Parameters
+    ----------
+    x : Tensor or array-like
+        the sample, any shape (flattened; at least 2 values); computed in float64.
+
+    Returns
+    -------
+    float
+        the sample excess kurtosis :math:`m_4/m_2^2 - 3`, with :math:`m_j` the j-th
+        central sample moment (divisor n).
+    """
     return float(_standardised_moment(x, 4)) - 3.0
 
 
@@ -180,6 +296,20 @@ def coordinate_excess_kurtosis(noise: torch.Tensor) -> torch.Tensor:
     Coordinates with zero variance (e.g. weights of dead units) are dropped. For Gaussian rows
     the expected value is −6/(P+1) (the small-sample bias of the biased moment estimator).
     Returns a float64 tensor of length ≤ p.
+
+    A per-coordinate check of the Gaussian hypothesis of Şimşekli et al. (2019, Eq. 4); the
+    estimator is :math:`g_2` of Joanes & Gill (1998) for each column.
+
+    Parameters
+    ----------
+    noise : Tensor or array-like, shape ``[P, p]``
+        the noise matrix U, one row per minibatch (P >= 2).
+
+    Returns
+    -------
+    Tensor
+        float64, shape ``[p']`` with p' <= p: the excess kurtosis :math:`m_4/m_2^2 - 3` of each
+        coordinate with nonzero variance, in coordinate order.
     """
     u = as_float64(noise)
     if u.dim() != 2 or u.shape[0] < 2:
@@ -200,16 +330,34 @@ def _pooled_k1(K: int) -> int:
 
 
 def noise_statistics(noise: torch.Tensor, k1: Optional[int] = None) -> dict:
-    """Summary statistics of a ``[P, p]`` noise matrix U.
+    r"""Summary statistics of a ``[P, p]`` noise matrix U.
 
     ``alpha``: tail index of the pooled scalar entries of U by the estimator of Mohammadi et al.
     (Şimşekli et al. 2019, Eq. 15; :func:`gnilab.stable.tail_index`), with K1 from
     :func:`_pooled_k1` unless given. Entries that are exactly zero (parameters that receive no
     gradient at all, e.g. weights of dead ReLU units) are left out and counted in
     ``zero_fraction``: they have probability 0 under a stable law, and one of them sends
-    log|X| to −∞ (Şimşekli et al.'s code would then report α̂ = 0).
+    ``log|X|`` to −∞ (Şimşekli et al.'s code would then report α̂ = 0).
     ``skewness``/``excess_kurtosis``: of the pooled entries; ``coordinate_kurtosis``: mean of
     :func:`coordinate_excess_kurtosis`; ``noise_norm``: mean ‖U_i‖; ``norm_cv``: std/mean of ‖U_i‖.
+
+    Parameters
+    ----------
+    noise : Tensor, shape ``[P, p]``
+        the noise matrix U (e.g. :attr:`GradientNoise.noise`); it needs at least 16 non-zero
+        entries.
+    k1 : int, optional
+        block size :math:`K_1` of the tail-index estimator (Eq. 15), in [2, K/2] for K the
+        number of non-zero entries; default :func:`_pooled_k1` of K.
+
+    Returns
+    -------
+    dict
+        ``{"alpha", "zero_fraction", "skewness", "excess_kurtosis", "coordinate_kurtosis",
+        "noise_norm", "norm_cv"}``, all floats: ``alpha`` the tail index α̂ of the non-zero
+        entries, ``zero_fraction`` the fraction of entries that are exactly 0 (in [0, 1)),
+        ``skewness`` and ``excess_kurtosis`` of all P·p entries (zeros included), and the
+        others as above (``norm_cv`` with the unbiased standard deviation).
     """
     from .stable import tail_index  # chapter 1's module; imported here to keep start-up light
 
@@ -240,6 +388,28 @@ def probe(data, batch_size: int, every: int, loss: Union[str, Callable] = "cross
     Use as ``train(model, data, ..., callbacks=[probe(data, b, every=100)])``; the statistics
     land in ``result.records`` with a ``step`` column. Steps before ``start`` are skipped (the
     noise matrix is the expensive part of a run).
+
+    Parameters
+    ----------
+    data : ArrayDataset
+        the data whose partition gives the noise matrix (``data.x``, ``data.y``), as in
+        :func:`minibatch_gradients`; it is partitioned in order (no shuffling).
+    batch_size : int
+        b, the minibatch size, in [1, n].
+    every : int >= 1
+        measure at step 0 and every ``every`` steps (see :class:`gnilab.train.Callback`).
+    loss : str or callable
+        loss name or callable, as in :func:`minibatch_gradients` (default
+        ``"cross_entropy"``).
+    method : {"auto", "vmap", "loop"}
+        how the minibatch gradients are computed, as in :func:`minibatch_gradients`.
+    start : int >= 0
+        first step to measure (default 0); earlier calls return nothing.
+
+    Returns
+    -------
+    gnilab.train.Callback
+        a callback whose rows are the dicts of :func:`noise_statistics` (plus ``step``).
     """
     start = check_int("start", start, low=0)
 

@@ -19,7 +19,14 @@ PALETTE = "colorblind"
 
 
 def set_style(context: str = "notebook") -> None:
-    """The book's figure style: seaborn ``whitegrid``, the colour-blind palette, readable sizes."""
+    """The book's figure style: seaborn ``whitegrid``, the colour-blind palette, readable sizes.
+
+    Parameters
+    ----------
+    context : str, optional
+        seaborn plotting context scaling fonts and lines: ``"paper"``, ``"notebook"``
+        (default), ``"talk"`` or ``"poster"``.
+    """
     sns.set_theme(context=context, style="whitegrid", palette=PALETTE,
                   rc={"figure.figsize": (7.0, 4.0), "figure.dpi": 100, "savefig.dpi": 150,
                       "axes.titlesize": "medium", "legend.frameon": False})
@@ -33,7 +40,27 @@ def _as_numpy(x) -> np.ndarray:
 
 def plot_history(history, columns: Sequence[str] = ("loss", "test_loss"), ax=None,
                  logy: bool = False, label: Optional[str] = None):
-    """Plot the given columns of a training history DataFrame against ``step``."""
+    """Plot the given columns of a training history DataFrame against ``step``.
+
+    Parameters
+    ----------
+    history : pandas.DataFrame
+        Training history with a ``step`` column (e.g. :attr:`gnilab.train.TrainResult.history`).
+    columns : sequence of str, optional
+        Columns to draw, one line each (default ``("loss", "test_loss")``); columns that are
+        missing or entirely NaN are skipped.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw into; the current axes by default.
+    logy : bool, optional
+        Use a logarithmic y axis (default ``False``).
+    label : str, optional
+        Prefix of the legend entries (``"label: column"``); the bare column names by default.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn into.
+    """
     ax = ax or plt.gca()
     for col in columns:
         if col in history and history[col].notna().any():
@@ -51,6 +78,27 @@ def qq_plot(sample, ax=None, dist=stats.norm, max_points: int = 4000, label: Opt
 
     The sample is standardised (mean 0, standard deviation 1) when ``standardise`` so that a
     Gaussian sample falls on the diagonal; heavy tails bend away from it at both ends.
+
+    Parameters
+    ----------
+    sample : array-like or torch.Tensor
+        The sample, any shape (flattened).
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw into; the current axes by default.
+    dist : scipy.stats distribution, optional
+        Reference distribution with a ``ppf`` method (default :data:`scipy.stats.norm`).
+    max_points : int, optional
+        At most this many evenly spaced order statistics are plotted (default 4000); the
+        extremes are kept.
+    label : str, optional
+        Legend label of the points.
+    standardise : bool, optional
+        Standardise the sample to mean 0 and standard deviation 1 first (default ``True``).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn into.
     """
     ax = ax or plt.gca()
     x = np.sort(_as_numpy(sample).ravel())
@@ -71,7 +119,27 @@ def qq_plot(sample, ax=None, dist=stats.norm, max_points: int = 4000, label: Opt
 
 def norm_histogram(norms, reference_norms=None, ax=None, bins: int = 40,
                    labels: Sequence[str] = ("SGD noise", "Gaussian, same second moment")):
-    """Histogram of noise norms ‖U_i‖, optionally against the norms of a reference sample."""
+    """Histogram of noise norms ‖U_i‖, optionally against the norms of a reference sample.
+
+    Parameters
+    ----------
+    norms : array-like or torch.Tensor
+        The noise norms, shape ``(n,)``.
+    reference_norms : array-like or torch.Tensor, optional
+        Norms of a reference sample drawn on the same bins, e.g. of Gaussian noise with the
+        same second moment.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw into; the current axes by default.
+    bins : int, optional
+        Number of shared histogram bins over both samples (default 40).
+    labels : sequence of str, optional
+        Legend labels of ``norms`` and ``reference_norms``, in that order.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn into (histograms are density-normalised).
+    """
     ax = ax or plt.gca()
     a = _as_numpy(norms)
     edges = np.histogram_bin_edges(a if reference_norms is None
@@ -89,7 +157,13 @@ def widgets_enabled() -> bool:
     """Whether :func:`explore` adds live sliders: ``ipywidgets`` is installed and the
     environment variable ``GNILAB_WIDGETS`` is not ``0``. The book build (``.ci/book``) and the
     test suite set ``GNILAB_WIDGETS=0``: a built page has no kernel to move a slider, and
-    myst-nb would load the widget manager from a CDN."""
+    myst-nb would load the widget manager from a CDN.
+
+    Returns
+    -------
+    bool
+        ``True`` when live sliders will be shown.
+    """
     if os.environ.get("GNILAB_WIDGETS", "1") == "0":
         return False
     try:

@@ -56,7 +56,19 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
 
 
 def get_loss(loss: Union[str, Callable]) -> Callable[..., torch.Tensor]:
-    """A loss ``fn(output, target, reduction="mean"|"sum"|"none")`` from its name or itself."""
+    """A loss ``fn(output, target, reduction="mean"|"sum"|"none")`` from its name or itself.
+
+    Parameters
+    ----------
+    loss : str or callable
+        A key of :data:`LOSSES` (``"cross_entropy"``, ``"mse"``, ``"hinge"``), or a callable
+        with that signature, which is returned unchanged.
+
+    Returns
+    -------
+    callable
+        The loss function ``fn(output, target, reduction="mean")``.
+    """
     if callable(loss):
         return loss
     if loss not in LOSSES:
@@ -72,7 +84,29 @@ def _is_classification(y: torch.Tensor) -> bool:
 def evaluate(model: nn.Module, data, loss: Union[str, Callable] = "cross_entropy",
              batch_size: int = 4096) -> dict:
     """Mean loss and accuracy (NaN for regression) of ``model`` on ``data`` (an object with
-    tensors ``x`` and ``y``), in chunks of ``batch_size`` to bound memory."""
+    tensors ``x`` and ``y``), in chunks of ``batch_size`` to bound memory.
+
+    The model is evaluated in ``eval()`` mode without gradients and put back in its previous
+    mode afterwards.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model to evaluate.
+    data : object with tensors ``x`` and ``y``
+        At least one example, e.g. a :class:`gnilab.data.ArrayDataset`. Integer targets ``y``
+        mean classification (accuracy is measured), floating targets regression.
+    loss : str or callable, optional
+        Loss name or function, as for :func:`get_loss` (default ``"cross_entropy"``).
+    batch_size : int, optional
+        Number of examples per forward pass (default 4096).
+
+    Returns
+    -------
+    dict
+        ``{"loss": float, "accuracy": float}``: the mean per-example loss and the fraction of
+        correctly classified examples (NaN for regression targets).
+    """
     loss_fn = get_loss(loss)
     was_training = model.training
     model.eval()
@@ -93,7 +127,15 @@ def evaluate(model: nn.Module, data, loss: Union[str, Callable] = "cross_entropy
 @dataclass(frozen=True)
 class Callback:
     """Call ``fn(step, model)`` at step 0 and every ``every`` steps; a returned dict becomes a
-    row of :attr:`TrainResult.records` (``step`` is added)."""
+    row of :attr:`TrainResult.records` (``step`` is added).
+
+    Parameters
+    ----------
+    every : int
+        Call period in optimisation steps, ≥ 1.
+    fn : callable
+        ``fn(step, model) -> dict or None``; ``step`` is the number of updates done so far.
+    """
 
     every: int
     fn: Callable[[int, nn.Module], Optional[dict]]
@@ -104,7 +146,25 @@ class Callback:
 
 @dataclass
 class TrainResult:
-    """What :func:`train` returns."""
+    """What :func:`train` returns.
+
+    Attributes
+    ----------
+    history : pandas.DataFrame
+        One row per evaluation, columns ``step``, ``loss``, ``accuracy``, ``test_loss``,
+        ``test_accuracy``, ``batch_loss``, ``lr`` (NaN where not measured).
+    records : pandas.DataFrame
+        The dicts returned by callbacks and ``grad_hook``, one row per call, with a ``step``
+        column (empty when none returned anything).
+    diverged : bool
+        Whether the run stopped on a non-finite loss or non-finite parameters.
+    diverged_step : int or None
+        The step at which it diverged, ``None`` when it did not.
+    steps : int
+        Number of updates performed (the divergence step for a diverged run).
+    model : torch.nn.Module
+        The trained model (the same object that was passed in).
+    """
 
     history: pd.DataFrame
     records: pd.DataFrame
@@ -117,7 +177,13 @@ class TrainResult:
         """One line: how the run ended and the last recorded loss, plus the accuracy, test loss
         and test accuracy where they were measured (a regression run has no accuracy, a run
         without test data no test columns, and a diverged run no accuracy after the NaN: those are
-        left out, not printed as ``nan``)."""
+        left out, not printed as ``nan``).
+
+        Returns
+        -------
+        str
+            The summary line.
+        """
         last = self.history.iloc[-1]
         state = f"diverged at step {self.diverged_step}" if self.diverged else "finished"
         parts = [f"loss {last['loss']:.4g}"]
@@ -174,16 +240,28 @@ def train(model: nn.Module, data, *, steps: int, lr: float, batch_size: Optional
     steps : int
         Number of parameter updates.
     lr : float
-        Step size η (multiplied by ``lr_schedule(step)`` when given).
+        Step size η > 0 (multiplied by ``lr_schedule(step)`` when given).
     batch_size : int or None
         Minibatch size b; ``None`` (or ≥ n) is full-batch gradient descent.
+    loss : str or callable
+        Loss name or function, as for :func:`get_loss` (default ``"cross_entropy"``).
+    optimizer : str or callable
+        ``"sgd"`` (:class:`torch.optim.SGD` with ``lr``, ``momentum`` and ``weight_decay``), or
+        a callable ``params -> torch.optim.Optimizer``; its learning rate is overwritten each
+        step by ``lr`` times the schedule.
+    momentum : float
+        Momentum of ``"sgd"`` (default 0).
+    weight_decay : float
+        L2 weight decay of ``"sgd"`` (default 0).
     sampling : {"shuffle", "independent", "cycle"}
         ``shuffle``: a new random partition each epoch; ``independent``: a fresh random subset of
         size b each step; ``cycle``: the data in a fixed order (as Şimşekli et al.'s code does).
     eval_every : int, optional
         Record a history row every this many steps (default: about 50 rows), plus steps 0 and last.
     callbacks : iterable of :class:`Callback`
-        E.g. gradient-noise statistics every k steps.
+        E.g. gradient-noise statistics every k steps (``(every, fn)`` tuples are accepted).
+    lr_schedule : callable, optional
+        ``lr_schedule(k) -> float``, a factor multiplying ``lr`` for update ``k`` (0-based).
     stop_at_accuracy : float, optional
         Stop once the recorded training accuracy reaches this value (e.g. 1.0).
     generator : torch.Generator, optional
@@ -199,6 +277,11 @@ def train(model: nn.Module, data, *, steps: int, lr: float, batch_size: Optional
         ``grad_hook(step, model) -> dict or None``, called after the backward pass and before
         the update (it may change the ``.grad`` of parameters); a returned dict becomes a row
         of :attr:`TrainResult.records` (``step`` is added).
+
+    Returns
+    -------
+    TrainResult
+        History, callback records, divergence flag and step, number of steps and the model.
     """
     n = len(data.y)
     steps = check_int("steps", steps, low=0)

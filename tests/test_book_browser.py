@@ -22,7 +22,9 @@ Which book is tested:
 
 The second test opens the prelude's slide deck (``slides/00_prelude.slides.html``, written by
 ``python -m gnilab slides``; made here if the book has none) with the same offline rules, checks
-that its maths is typeset and that pressing the right arrow key moves to the next slide.
+that its maths is typeset and that pressing the right arrow key moves to the next slide. The
+third opens the library reference page of ``gnilab.stable`` (autodoc): its equations are typeset,
+its functions have anchors, and Chapter 1 links to them.
 
 The tests are skipped only when no Chromium binary (``chromium``, ``chromium-browser`` or
 ``google-chrome``) is on the PATH; Debian's ``chromium`` package provides one.
@@ -370,3 +372,34 @@ def test_slide_deck_typesets_and_advances(tmp_path, browser, html_dir):
     assert page.mathjax >= 1, "no mjx-container in the deck: MathJax did not typeset the maths"
     assert page.math_errors == 0, f"MathJax reported {page.math_errors} TeX error(s) in the deck"
     assert any(_is_output_figure(src) for src in page.images), "the deck shows no figure"
+
+
+REFERENCE = "book/reference/stable.html"
+CHAPTER = "notebooks/01_stable_laws.html"
+
+
+def test_reference_page_typesets_and_is_linked_from_a_chapter(tmp_path, browser, html_dir):
+    """The library reference is generated from the docstrings: its equations are typeset by
+    the book's MathJax, each public function has an anchor, and a chapter's text links to it."""
+    chapter = (html_dir / CHAPTER).read_text(encoding="utf-8")
+    links = re.findall(r'href="([^"]*reference/stable\.html#gnilab\.stable\.[A-Za-z_]+)"', chapter)
+    assert links, f"{CHAPTER} has no link into {REFERENCE}"
+    source = (html_dir / REFERENCE).read_text(encoding="utf-8")
+    for link in links:
+        anchor = link.split("#", 1)[1]
+        assert f'id="{anchor}"' in source, f"{CHAPTER} links #{anchor}, which {REFERENCE} lacks"
+
+    with _serve(html_dir) as base:
+        dump = _chromium(browser, tmp_path / "profile-ref", f"--virtual-time-budget={VIRTUAL_TIME_MS}",
+                         "--dump-dom", f"{base}/{REFERENCE}")
+    assert dump.returncode == 0, f"--dump-dom failed ({dump.returncode}):\n{_tail(dump.stderr, 20)}"
+    page = _PageText()
+    page.feed(dump.stdout)
+    page.close()
+    assert page.mathjax >= 5, f"only {page.mathjax} typeset equations on {REFERENCE}"
+    assert page.math_errors == 0, f"MathJax reported {page.math_errors} TeX error(s) on {REFERENCE}"
+    for anchor in ("gnilab.stable.fit", "gnilab.stable.tail_index", "gnilab.stable.Stable"):
+        assert f'id="{anchor}"' in dump.stdout, f"{anchor} is not documented on {REFERENCE}"
+    visible = " ".join(page.text)
+    for section in ("Parameters", "Returns"):
+        assert section in visible, f"no {section!r} section on {REFERENCE}"

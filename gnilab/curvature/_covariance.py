@@ -143,6 +143,33 @@ def gradient_covariance(model: nn.Module, data, loss: LossLike = "cross_entropy"
     ``ddof`` (0 or 1) sets the normaliser 1/(r − ddof) over the r rows (per-example and
     sampled; the exact Σ_b is always built from the 1/n-normalised Σ). The factor holds r
     gradients of D entries (n·D for the exact method: 54 MB for ConvSmall on 1200 images).
+
+    This is the SGD noise covariance of Zhu et al. (2019), Eq. 5.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any model; its trainable parameters are the D coordinates (never modified).
+    data
+        An object with tensors ``x`` ``[n, ...]`` and ``y`` ``[n, ...]``.
+    loss : str or callable
+        As in :func:`gnilab.train.get_loss` (mean over examples).
+    batch_size : int
+        b, 1 ≤ b ≤ n: the minibatch size whose gradient noise Σ describes (1: per example).
+    method : {"exact", "sampled"}
+        How Σ_b is obtained for b > 1 (see above); ignored for b = 1.
+    ddof : int
+        0 or 1, the normaliser 1/(r − ddof) (see above).
+    generator : torch.Generator, optional
+        Draws the random partition of ``method="sampled"``.
+    chunk_size : int, optional
+        Compute the gradients over at most this many examples at a time (bounds memory).
+
+    Returns
+    -------
+    GradientCovariance
+        Σ (or Σ_b) as the factor of centred gradients ``[r, D]``, its scale c, the mean
+        gradient ḡ ``[D]`` and the batch size it describes.
     """
     from ..noise import minibatch_gradients
 
@@ -246,6 +273,13 @@ def noise_indicator(hessian: HessianOperator, cov: GradientCovariance, *, method
     block : int
         Vectors handed to the Hessian operator at a time (it batches them by its ``batch``).
     generator : torch.Generator, optional
+        Draws the Rademacher ξ (``hutchinson``) and the probes of an estimated Tr H.
+
+    Returns
+    -------
+    NoiseIndicator
+        Tr(HΣ) with its standard error, Tr H (with its SE), Tr Σ, D, the isotropic
+        counterpart Tr H · Tr Σ / D and the ratio of the two (NaN when the latter is 0).
     """
     _check_pair(hessian, cov)
     check_choice("method", method, ("exact", "hutchinson"))
@@ -286,6 +320,26 @@ def projection_coefficient(hessian: HessianOperator, cov: GradientCovariance, *,
     gives Tr(HΣ) / Tr(HΣ̄) = O(â D). ``top`` (from :func:`lanczos`) and ``trace_h`` are computed when not given
     (Lanczos to relative residual 1e-8 with ``generator``; Tr H as in
     :func:`noise_indicator`).
+
+    Parameters
+    ----------
+    hessian : HessianOperator
+        H, of the same dimension D as ``cov``.
+    cov : GradientCovariance
+        Σ.
+    top : Eigenpairs, optional
+        The top Hessian eigenpair (λ₁, u₁) as the first of ``top``; computed when not given.
+    trace_h : float or TraceEstimate, optional
+        Tr H if already known; else computed as in :func:`noise_indicator`.
+    samples : int
+        Hutchinson probes (≥ 2) for Tr H when it is estimated (D > 1024).
+    generator : torch.Generator, optional
+        Draws the Lanczos start vector and the Hutchinson probes.
+
+    Returns
+    -------
+    float
+        â (dimensionless); raises ValueError when λ₁ = 0 or Tr Σ = 0.
     """
     _check_pair(hessian, cov)
     generator = _as_generator(generator)

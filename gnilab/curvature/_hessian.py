@@ -106,6 +106,9 @@ class HessianOperator:
     """The Hessian ``H = ∇²L(θ)`` of the mean training loss at the model's current parameters, as
     a linear operator of shape ``(D, D)``.
 
+    L is the loss of Zhu et al. (2019), Eq. 1, and H the Hessian in their escaping indicator
+    ``Tr(HΣ)`` (Eqs. 11 and 13).
+
     A snapshot: θ is copied at construction; later changes to the model are not seen.
 
     Parameters
@@ -257,7 +260,34 @@ class HessianOperator:
 def hessian_operator(model: nn.Module, data, loss: LossLike = "cross_entropy", *,
                      chunk_size: Optional[int] = None, cache: Optional[bool] = None,
                      dtype: Optional[torch.dtype] = None, batch: int = 1) -> HessianOperator:
-    """:class:`HessianOperator` of the mean loss of ``model`` over ``data`` (Zhu et al. Eq. 1)."""
+    """:class:`HessianOperator` of the mean loss of ``model`` over ``data`` (Zhu et al. Eq. 1).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any model; its trainable parameters (``requires_grad``), flattened in
+        ``named_parameters`` order, are the D coordinates. Its parameters are copied, never
+        modified.
+    data
+        An object with tensors ``x`` ``[n, ...]`` and ``y`` ``[n, ...]`` (n ≥ 1 examples).
+    loss : str or callable
+        As in :func:`gnilab.train.get_loss`; must reduce by the mean over examples.
+    chunk_size : int, optional
+        Evaluate the loss over at most this many examples (≥ 1) at a time (bounds memory);
+        ``None``: all examples at once.
+    cache : bool, optional
+        Keep the graph of ∇L between products (see :class:`HessianOperator`); default
+        ``True`` when ``chunk_size`` is None, else ``False``.
+    dtype : torch.dtype, optional
+        Compute in this dtype; default the model's.
+    batch : int
+        Vectors (≥ 1) per vectorised double-backward pass.
+
+    Returns
+    -------
+    HessianOperator
+        The ``(D, D)`` operator at the model's current parameters (a snapshot).
+    """
     return HessianOperator(model, data, loss, chunk_size=chunk_size, cache=cache, dtype=dtype,
                            batch=batch)
 
@@ -265,7 +295,32 @@ def hessian_operator(model: nn.Module, data, loss: LossLike = "cross_entropy", *
 def dense_hessian(model: nn.Module, data, loss: LossLike = "cross_entropy", *,
                   max_dim: int = MAX_DENSE, chunk_size: Optional[int] = None,
                   dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-    """The dense Hessian ``[D, D]``; raises ValueError when D > ``max_dim``."""
+    """The dense Hessian ``[D, D]``; raises ValueError when D > ``max_dim``.
+
+    The Hessian of the mean loss of Zhu et al. (2019), Eq. 1, formed by D Hessian–vector
+    products with the unit vectors (:meth:`HessianOperator.to_dense`) and symmetrised.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any model; its trainable parameters are the D coordinates (never modified).
+    data
+        An object with tensors ``x`` ``[n, ...]`` and ``y`` ``[n, ...]``.
+    loss : str or callable
+        As in :func:`gnilab.train.get_loss`; must reduce by the mean over examples.
+    max_dim : int
+        Largest D (≥ 1) for which the dense matrix is formed; default :data:`MAX_DENSE`.
+    chunk_size : int, optional
+        Evaluate the loss over at most this many examples at a time (bounds memory).
+    dtype : torch.dtype, optional
+        Compute in this dtype (e.g. ``torch.float64``); default the model's.
+
+    Returns
+    -------
+    Tensor
+        The Hessian ``[D, D]``, symmetrised as ``½ (H + Hᵀ)``, in the compute dtype on the
+        model's device.
+    """
     return hessian_operator(model, data, loss, chunk_size=chunk_size,
                             dtype=dtype).to_dense(max_dim=max_dim)
 

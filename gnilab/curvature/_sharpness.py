@@ -16,11 +16,13 @@ from ._spectrum import _check_samples
 
 @dataclass(frozen=True)
 class SharpnessEstimate:
-    """Monte Carlo expected sharpness ``E[L(θ+ν)] − L(θ)``, ν ~ N(0, δ²I).
+    """Monte Carlo expected sharpness ``E[L(θ+ν)] − L(θ)``, ν ~ N(0, δ²I) (Zhu et al. 2019,
+    Fig. 3 right).
 
     Attributes
     ----------
     value, stderr : float
+        The Monte Carlo mean of ``L(θ+ν) − L(θ)`` (loss units) and its standard error.
     base_loss : float
         L(θ).
     delta : float
@@ -28,6 +30,7 @@ class SharpnessEstimate:
     samples : int
         Draws of ν (pairs ±ν when antithetic).
     antithetic : bool
+        Whether each draw averaged ``L(θ+ν)`` and ``L(θ−ν)``.
     """
 
     value: float
@@ -51,6 +54,30 @@ def expected_sharpness(model: nn.Module, data, delta: float = 0.01, samples: int
 
     The loss is evaluated functionally at perturbed copies of θ, so the model's parameters are
     never changed (nothing to restore, even when an evaluation raises).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any model; its trainable parameters are θ (never modified).
+    data
+        An object with tensors ``x`` ``[n, ...]`` and ``y`` ``[n, ...]``.
+    delta : float
+        δ > 0, the standard deviation of each coordinate of ν (parameter units).
+    samples : int
+        Number of draws of ν, ≥ 2.
+    loss : str or callable
+        As in :func:`gnilab.train.get_loss` (mean over examples).
+    antithetic : bool
+        Average each draw with its mirror image −ν (two loss evaluations per draw).
+    chunk_size : int, optional
+        Evaluate the loss over at most this many examples at a time (bounds memory).
+    generator : torch.Generator, optional
+        Draws ν (on the CPU, then moved to the model's device).
+
+    Returns
+    -------
+    SharpnessEstimate
+        The estimate and its standard error, L(θ), δ, the number of draws and ``antithetic``.
     """
     delta = check_real("delta", delta, low=0, low_open=True)
     samples = _check_samples(samples)

@@ -19,15 +19,21 @@ from ._hessian import (hessian_operator, LossLike, _apply, _as_generator, _op_me
 class Eigenpairs:
     """Eigenpairs of a symmetric operator, eigenvalues in descending order.
 
+    The result of :func:`lanczos` (the Lanczos process, Lanczos 1950; Golub & Van Loan §10.1),
+    of ARPACK's ``eigsh`` or of :meth:`GradientCovariance.eigenpairs`.
+
     Attributes
     ----------
     values : Tensor ``[k]``
-    vectors : Tensor ``[D, k]`` (unit columns)
+        The eigenvalues (Ritz values) λ_i, float64, descending (by magnitude for ``which="LM"``).
+    vectors : Tensor ``[D, k]``
+        The eigenvectors v_i as unit columns, float64, on the operator's device.
     residuals : Tensor ``[k]``
         ``‖A v_i − λ_i v_i‖`` (Lanczos' bound ``|β_m s_{m,i}|``, or measured for ``eigsh``).
     matvecs : int
         Operator products used.
     method : str
+        ``"lanczos"``, ``"eigsh"`` or ``"gram"`` (from the Gram matrix of a covariance factor).
     """
 
     values: torch.Tensor
@@ -181,7 +187,38 @@ def hessian_eigenpairs(model: nn.Module, data, k: int = 1, loss: LossLike = "cro
                        dtype: Optional[torch.dtype] = None,
                        generator: Optional[torch.Generator] = None) -> Eigenpairs:
     """Top-k Hessian eigenpairs of the mean loss (:func:`lanczos` on :class:`HessianOperator`);
-    the spectrum whose fast decay is Zhu et al.'s condition Eq. 15."""
+    the spectrum whose fast decay is Zhu et al.'s condition Eq. 15.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any model; its trainable parameters are the D coordinates (never modified).
+    data
+        An object with tensors ``x`` ``[n, ...]`` and ``y`` ``[n, ...]``.
+    k : int
+        Number of eigenpairs, 1 ≤ k ≤ D.
+    loss : str or callable
+        As in :func:`gnilab.train.get_loss`; must reduce by the mean over examples.
+    which : {"LA", "LM"}
+        Largest algebraic (default) or largest magnitude eigenvalues.
+    method : {"lanczos", "eigsh"}
+        As in :func:`lanczos`.
+    max_iter : int, optional
+        As in :func:`lanczos`.
+    tol : float
+        Relative residual tolerance, in (0, 1).
+    chunk_size : int, optional
+        Evaluate the loss over at most this many examples at a time (bounds memory).
+    dtype : torch.dtype, optional
+        Compute the Hessian–vector products in this dtype; default the model's.
+    generator : torch.Generator, optional
+        Draws the Gaussian start vector.
+
+    Returns
+    -------
+    Eigenpairs
+        The top-k Hessian eigenvalues (descending) and unit eigenvectors ``[D, k]``.
+    """
     op = hessian_operator(model, data, loss, chunk_size=chunk_size, dtype=dtype)
     return lanczos(op, k, which=which, method=method, max_iter=max_iter, tol=tol,
                    generator=generator)
@@ -194,7 +231,20 @@ def hessian_eigenpairs(model: nn.Module, data, k: int = 1, loss: LossLike = "cro
 
 @dataclass(frozen=True)
 class TraceEstimate:
-    """A trace with its standard error (0 for an exact value)."""
+    """A trace with its standard error (0 for an exact value), e.g. Hutchinson's (1989) estimate.
+
+    Attributes
+    ----------
+    value : float
+        The trace (or its estimate); ``float(estimate)`` returns it.
+    stderr : float
+        Its standard error (0 for an exact or given value).
+    samples : int
+        Probe vectors (or products) used; 0 for a value given by the caller.
+    method : str
+        How it was obtained: ``"hutchinson-rademacher"``, ``"hutchinson-gaussian"``,
+        ``"exact"`` or ``"given"``.
+    """
 
     value: float
     stderr: float
@@ -212,17 +262,28 @@ def _check_samples(samples, low=2) -> int:
 def hutchinson_trace(op, samples: int = 100, *, block: int = 16, distribution: str = "rademacher",
                      generator: Optional[torch.Generator] = None) -> TraceEstimate:
     """Hutchinson's estimate ``Tr A ≈ (1/m) Σ_j z_jᵀ A z_j`` with ``E[z zᵀ] = I``
-    (Rademacher or Gaussian z), and its standard error ``std(z_jᵀ A z_j) / √m``.
+    (Rademacher or Gaussian z), and its standard error ``std(z_jᵀ A z_j) / √m``
+    (Hutchinson 1989).
 
     Parameters
     ----------
     op : operator as in :func:`lanczos`.
+        A square operator ``(D, D)``: :class:`HessianOperator`, :class:`GradientCovariance`,
+        a square tensor or any object with ``shape`` and ``matvec``.
     samples : int
         m ≥ 2 probe vectors.
     block : int
-        Probes drawn and handed to the operator at a time.
+        Probes (≥ 1) drawn and handed to the operator at a time.
     distribution : {"rademacher", "gaussian"}
+        The law of the probe entries: ±1 with equal probability, or N(0, 1).
     generator : torch.Generator, optional
+        Draws the probes (on the CPU, then moved to the operator's device).
+
+    Returns
+    -------
+    TraceEstimate
+        The mean of the m quadratic forms, its standard error, m and the method
+        (``"hutchinson-rademacher"`` or ``"hutchinson-gaussian"``).
     """
     op = _operator(op)
     dim, device, dtype = _op_meta(op)
@@ -271,7 +332,33 @@ def spectral_density(op, steps: int = 80, probes: int = 1, *, grid: Optional[tor
     Each of ``probes`` Gaussian unit vectors v starts a ``steps``-step Lanczos run (full
     reorthogonalisation); ``vᵀ f(A) v ≈ Σ_j τ_j f(θ_j)`` with Ritz values θ_j and weights
     τ_j = (e₁ᵀ s_j)². ``sigma`` defaults to 1 % of the Ritz-value range; the grid to
-    ``grid_size`` points over that range padded by 5 σ.
+    ``grid_size`` points over that range padded by 5 σ (Ubaru, Chen & Saad 2017).
+
+    Parameters
+    ----------
+    op : operator as in :func:`lanczos`.
+        A symmetric operator ``(D, D)``: :class:`HessianOperator`,
+        :class:`GradientCovariance`, a square tensor or any object with ``shape`` and
+        ``matvec``.
+    steps : int
+        Lanczos steps m per probe, 1 ≤ m ≤ D (fewer nodes if the Krylov space breaks down).
+    probes : int
+        Number n_v ≥ 1 of random start vectors averaged over.
+    grid : Tensor, optional
+        Eigenvalue points ``[G]`` at which the density is evaluated (float64); default a
+        uniform grid as described above.
+    grid_size : int
+        G ≥ 2, the number of points of the default grid.
+    sigma : float, optional
+        Gaussian broadening (> 0, a standard deviation in eigenvalue units); default 1 % of
+        the Ritz-value range.
+    generator : torch.Generator, optional
+        Draws the Gaussian start vectors.
+
+    Returns
+    -------
+    SpectralDensity
+        The grid, the density on it, the Ritz nodes and weights ``[n_v, m]`` and σ.
     """
     op = _operator(op)
     dim, device, dtype = _op_meta(op)

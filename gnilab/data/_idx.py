@@ -50,6 +50,7 @@ def read_idx(path: PathLike) -> np.ndarray:
     Parameters
     ----------
     path : str or path-like
+        The IDX file, plain or gzip-compressed.
 
     Returns
     -------
@@ -155,7 +156,20 @@ _CHUNK = 1 << 20
 
 def cache_dir(name: Optional[str] = None) -> Path:
     """gnilab's download cache: ``$XDG_CACHE_HOME/gnilab`` (default ``~/.cache/gnilab``), or its
-    sub-directory ``name`` (``"fashion-mnist"``, ``"mnist"``, ``"cifar10"``, ``"svhn"``)."""
+    sub-directory ``name`` (``"fashion-mnist"``, ``"mnist"``, ``"cifar10"``, ``"svhn"``).
+
+    Nothing is created on disk.
+
+    Parameters
+    ----------
+    name : str, optional
+        Data set name; ``None`` gives the cache root.
+
+    Returns
+    -------
+    pathlib.Path
+        The cache directory (or its sub-directory ``name``).
+    """
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     path = Path(base) / "gnilab"
     return path if name is None else path / name
@@ -335,6 +349,20 @@ def download_fashion_mnist(*, root: Optional[PathLike] = None, mirrors=None,
                            progress: bool = True) -> Path:
     """Download the four Fashion-MNIST files (MD5-checked) into ``root`` or the cache
     (``cache_dir("fashion-mnist")``); files already there are kept. Returns the directory.
+
+    Parameters
+    ----------
+    root : str or path-like, optional
+        Directory to download into (``~`` is expanded); the cache by default.
+    mirrors : str or sequence of str, optional
+        Base URLs tried in order for each file; the official mirrors by default.
+    progress : bool, optional
+        Show a tqdm progress bar per file (default ``True``).
+
+    Returns
+    -------
+    pathlib.Path
+        The directory holding the four files.
 
     Raises
     ------

@@ -174,6 +174,16 @@ def load_mnist(split: str = "train", *, root: Optional[PathLike] = None, downloa
     Parameters are as in :func:`load_fashion_mnist`; ``normalize`` uses the training-set mean
     0.1307 and standard deviation 0.3081.
 
+    Parameters
+    ----------
+    split : {"train", "test"}
+        The 60000 training or the 10000 test examples.
+    root, download, limit, flatten, device, dtype, mirrors, progress, subset_seed
+        As in :func:`load_fashion_mnist`.
+    normalize : bool
+        After scaling pixels to [0, 1], subtract the training-set mean 0.1307 and divide by
+        its standard deviation 0.3081 (the same constants for both splits).
+
     Returns
     -------
     ArrayDataset
@@ -388,6 +398,15 @@ def load_digits(*, normalize: bool = True, device=None, dtype=None) -> ArrayData
     then standardised with the scalar mean and standard deviation of all 1797 x 64 values (the
     set has no train/test split; per-pixel standardisation is avoided because some border
     pixels are always 0).
+
+    Parameters
+    ----------
+    normalize : bool
+        Standardise with the scalar mean and standard deviation of all values (default
+        ``True``); ``False`` keeps the [0, 1] scaling.
+    device, dtype
+        Where ``x`` and ``y`` go (default :func:`gnilab.config.get_device`) and ``x``'s
+        floating dtype (default torch's, normally float32).
 
     Returns
     -------

@@ -234,6 +234,17 @@ def make_separable_2d(n: int = 1000, *, generator: Optional[torch.Generator] = N
     Labels are computed from ``x`` after the cast to ``dtype``, so they are exactly right for
     the returned inputs.
 
+    Parameters
+    ----------
+    n : int
+        Number of examples, ≥ 1 (default 1000).
+    generator : torch.Generator, optional
+        CPU generator for the inputs (drawn in float64 on the CPU; ``None``: torch's global
+        one).
+    device, dtype
+        Where ``x`` and ``y`` go (default :func:`gnilab.config.get_device`) and ``x``'s
+        floating dtype (default torch's, normally float32).
+
     Returns
     -------
     ArrayDataset

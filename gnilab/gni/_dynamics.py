@@ -146,16 +146,21 @@ def stable_to_feller(beta, alpha) -> Tuple[float, float]:
     i.e. it is :math:`\sigma_F` times a standard Feller variable with skewness
     :math:`\theta_F`. Round trip: ``stable_to_feller(feller_to_stable(t, a)[0], a)`` is
     ``(t, 1 / feller_to_stable(t, a)[1])``. Same sign convention as
-    :func:`feller_to_stable`.
+    :func:`feller_to_stable`. It maps the S1 noise of Eq. 4.4 to the Feller skewness of the
+    Riesz–Feller operator of Eq. 4.7 (Camuto et al. 2021).
 
     Parameters
     ----------
     beta : float in [−1, 1]
+        S1 skewness β.
     alpha : float in (0, 2], α ≠ 1
+        Stability index (raises ValueError at α = 1, as :func:`feller_to_stable`).
 
     Returns
     -------
-    (theta_F, sigma_F) : floats; at α = 2, (0, 1).
+    (theta_F, sigma_F) : tuple of float
+        Feller skewness :math:`\theta_F` (clipped to ``[−min(α, 2−α), min(α, 2−α)]``) and
+        scale :math:`\sigma_F`; at α = 2, (0, 1).
     """
     a = _check_alpha_not1(alpha)
     b = check_real("beta", beta, low=-1, high=1)
@@ -229,7 +234,17 @@ def h0(alpha, eps=1.0, center_weight=1.0) -> float:
 
     Parameters
     ----------
-    alpha : float in (1, 2); eps : float > 0 (unused, see above); center_weight : float > 0.
+    alpha : float in (1, 2)
+        Stability index.
+    eps : float > 0
+        Noise scale ε; checked but unused (see above).
+    center_weight : float > 0
+        :math:`w_0`, the weight of the k = 0 term (1 as printed in Eq. 4.8).
+
+    Returns
+    -------
+    float
+        :math:`h_0`.
     """
     a, _, _ = _check_drift_args(alpha, 0.0, eps)
     w0 = check_real("center_weight", center_weight, low=0, low_open=True)
@@ -488,16 +503,27 @@ def corrected_drift(potential, alpha, theta, eps, h, K, center_weight=1.0) -> Co
 
     Parameters
     ----------
-    potential : object with ``.value(w)`` and ``.grad(w)`` (elementwise on float64 tensors),
-        e.g. :class:`gnilab.levy.Quartic`.
-    alpha : float in (1, 2); theta : float in [−1, 1]; eps : float > 0
-    h : float > 0, grid step of the Grünwald sum; K : int >= 0, its half-width
-    center_weight : float > 0, weight of the k = 0 term (1 as printed in Eq. 4.8; 2 for the
-        sum of two one-sided Grünwald sums).
+    potential : object with ``.value(w)`` and ``.grad(w)``
+        The potential f and its derivative, elementwise on float64 tensors, e.g.
+        :class:`gnilab.levy.Quartic`.
+    alpha : float in (1, 2)
+        Stability index α of the noise.
+    theta : float in [−1, 1]
+        Skewness θ (the S1 β of the noise).
+    eps : float > 0
+        Noise scale ε.
+    h : float > 0
+        Grid step of the Grünwald sum.
+    K : int >= 0
+        Half-width of the sum (terms k = −K..K).
+    center_weight : float > 0
+        Weight of the k = 0 term (1 as printed in Eq. 4.8; 2 for the sum of two one-sided
+        Grünwald sums).
 
     Returns
     -------
-    :class:`CorrectedDrift`, a callable ``b(w)`` (tensor in, same shape out).
+    CorrectedDrift
+        A callable ``b(w)`` (tensor in, same shape out).
 
     Raises
     ------
@@ -602,22 +628,46 @@ def simulate_gni(potential, alpha, theta, eps, eta, steps, n_paths, w0=0.0, *, h
 
     Parameters
     ----------
-    potential : see above.
-    alpha : float — (0, 2] for Eq. 4.4, (1, 2) with ``h``, ``K``.
-    theta : float in [−1, 1], skewness of the noise (S1 β) and of the drift.
-    eps : float > 0 (Eq. 4.4 also allows 0); eta : float > 0, step size.
-    steps, n_paths : ints >= 1.
-    w0 : float or Tensor [n_paths], start points (e.g. :func:`gibbs_sample`).
-    h, K, center_weight : Eq. 4.8's parameters, see :func:`corrected_drift`.
-    snapshots : sequence of step indices in [0, steps] at which to keep the states.
-    generator : torch.Generator or int seed (same seed, same paths).
-    device : optional; max_abs : float > 0, paths with :math:`|w|>` max_abs or non-finite w
-        are marked exploded, frozen and reported (NaN in the snapshots), never raised.
-    chunk_elems : noise variates drawn per block; progress : tqdm bar for Eq. 4.4.
+    potential : object
+        The potential f (see above for the methods each branch needs).
+    alpha : float
+        Stability index: in (0, 2] for Eq. 4.4, in (1, 2) with ``h``, ``K``.
+    theta : float in [−1, 1]
+        Skewness of the noise (S1 β) and of the drift.
+    eps : float > 0
+        Noise scale ε (Eq. 4.4 also allows 0).
+    eta : float > 0
+        Step size η.
+    steps : int >= 1
+        Number of steps.
+    n_paths : int >= 1
+        Number of independent paths.
+    w0 : float or torch.Tensor
+        Start points, a scalar or shape ``[n_paths]`` (e.g. :func:`gibbs_sample`).
+    h : float > 0, optional
+        Grid step of Eq. 4.8's sum (see :func:`corrected_drift`); give it with ``K``.
+    K : int >= 0, optional
+        Half-width of Eq. 4.8's sum; give it with ``h``.
+    center_weight : float > 0
+        Weight of the k = 0 term of Eq. 4.8 (corrected drift only).
+    snapshots : sequence of int, optional
+        Step indices in [0, steps] at which to keep the states.
+    generator : torch.Generator or int, optional
+        Source of the noise (same seed, same paths).
+    device : str or torch.device, optional
+        Where to simulate (default from :func:`gnilab.config.resolve_device`).
+    max_abs : float > 0
+        Paths with :math:`|w| >` ``max_abs`` or non-finite w are marked exploded, frozen and
+        reported (NaN in the snapshots), never raised.
+    chunk_elems : int
+        Noise variates drawn per block.
+    progress : bool
+        Show a tqdm bar (Eq. 4.4 only).
 
     Returns
     -------
-    :class:`GNIRun`
+    GNIRun
+        The snapshots, the exploded paths, the clamping count, the drift used and the timing.
     """
     if (h is None) != (K is None):
         raise ValueError("give both h and K (corrected drift, Eq. 4.8) or neither (Eq. 4.4), "

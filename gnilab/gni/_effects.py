@@ -69,10 +69,28 @@ def implicit_effect(net, x, y, loss="mse", copies: int = 16,
     Parameters
     ----------
     net : GaussianNoiseInjection
-    x, y : tensors, the data (the paper uses the whole data set, Remark 4.1)
-    loss : str or callable, see :func:`gnilab.train.get_loss`
-    copies : int >= 1, M
-    include_bias : bool, also report bias gradients
+        The noise-injected network; its weights must be finite. Its mode and ``enabled``
+        flag are restored afterwards.
+    x : torch.Tensor
+        The inputs, shape ``[N, ...]`` (the paper uses the whole data set, Remark 4.1).
+    y : torch.Tensor
+        The targets of ``x``, N rows.
+    loss : str or callable
+        ``"mse"``, ``"cross_entropy"``, ``"hinge"`` or a callable (see
+        :func:`gnilab.train.get_loss`).
+    copies : int >= 1
+        M, the number of further draws in the Monte Carlo estimate of
+        :math:`E_\epsilon[\Delta L]` (the standard error needs M >= 2).
+    include_bias : bool
+        Also report the gradients of the biases (default: weights only, as
+        :meth:`GaussianNoiseInjection.weight_layers`).
+
+    Returns
+    -------
+    ImplicitEffect
+        The clean loss, :math:`\Delta L(\epsilon)`, the explicit estimate and its standard
+        error (NaN for M = 1), the implicit effect :math:`E_L` and, per layer, the gradients
+        :math:`\nabla E_L` and :math:`\nabla \tilde L_M` (detached).
     """
     net = check_finite_module("net", _check_net(net))
     check_tensor_range("x", x)
@@ -123,7 +141,11 @@ def explicit_regulariser(net, x, loss: str = "mse", create_graph: bool = True) -
     Parameters
     ----------
     net : GaussianNoiseInjection
-    x : tensor, the batch
+        The noise-injected network: its ``sigma``, ``kind`` (multiplicative scales the
+        Jacobian columns by the activations) and ``sites`` define :math:`R`; evaluated with the
+        noise off.
+    x : torch.Tensor
+        The batch of inputs, shape ``[N, ...]``.
     loss : {"mse", "cross_entropy"}
         gnilab's squared error (summed over outputs, no ½: :math:`H_L = 2I`) or cross-entropy on
         logits (:math:`H_L = \mathrm{diag}(p) - pp^\top`).
@@ -132,7 +154,8 @@ def explicit_regulariser(net, x, loss: str = "mse", create_graph: bool = True) -
 
     Returns
     -------
-    Scalar tensor.
+    torch.Tensor
+        Scalar :math:`R` (detached when ``create_graph`` is false).
     """
     net = _check_net(net)
     loss = check_choice("loss", loss, ("mse", "cross_entropy"))

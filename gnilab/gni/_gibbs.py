@@ -45,12 +45,19 @@ def gibbs_density(potential, eps, alpha, grid) -> torch.Tensor:
 
     Parameters
     ----------
-    potential : object with ``.value(w)``; eps : float > 0; alpha : float in (0, 2]
-    grid : float, array or Tensor of points.
+    potential : object with ``.value(w)``
+        The potential f, elementwise on float64 tensors; :math:`e^{-f}` must be integrable.
+    eps : float > 0
+        Noise scale ε.
+    alpha : float in (0, 2]
+        Stability index α.
+    grid : float, array_like or torch.Tensor
+        Points at which to evaluate the density.
 
     Returns
     -------
-    float64 Tensor shaped like ``grid``.
+    torch.Tensor
+        float64 density values shaped like ``grid``.
     """
     e, a = _check_gibbs(potential, eps, alpha)
     g = _as_f64(grid)
@@ -59,9 +66,28 @@ def gibbs_density(potential, eps, alpha, grid) -> torch.Tensor:
 
 
 def gibbs_probabilities(potential, eps, alpha, edges) -> torch.Tensor:
-    """Gibbs probabilities of the bins ``(-inf, e_0), [e_0, e_1), ..., [e_{n-1}, inf)`` for
+    r"""Gibbs probabilities of the bins ``(-inf, e_0), [e_0, e_1), ..., [e_{n-1}, inf)`` for
     increasing ``edges`` (length n; returns n + 1 probabilities summing to 1), from the CDF
-    on the fine grid of :func:`gibbs_density` (linear interpolation)."""
+    on the fine grid of :func:`gibbs_density` (linear interpolation), for the Gibbs measure
+    :math:`\pi\propto e^{-\varepsilon^{-\alpha}f}` of Theorem 4.1.
+
+    Parameters
+    ----------
+    potential : object with ``.value(w)``
+        The potential f, elementwise on float64 tensors.
+    eps : float > 0
+        Noise scale ε.
+    alpha : float in (0, 2]
+        Stability index α.
+    edges : array_like or torch.Tensor
+        Strictly increasing bin edges, at least one (flattened).
+
+    Returns
+    -------
+    torch.Tensor
+        float64, shape ``[n + 1]``: the probabilities of the bins above, from
+        ``(-inf, e_0)`` to ``[e_{n-1}, inf)``.
+    """
     e, a = _check_gibbs(potential, eps, alpha)
     edges = _as_f64(edges).reshape(-1)
     if edges.numel() < 1 or not bool((torch.diff(edges) > 0).all()):
@@ -74,8 +100,28 @@ def gibbs_probabilities(potential, eps, alpha, edges) -> torch.Tensor:
 
 
 def gibbs_sample(potential, eps, alpha, n, generator=None) -> torch.Tensor:
-    """``n`` exact-up-to-grid draws from the Gibbs law (inverse CDF on the fine grid of
-    :func:`gibbs_density`, linear interpolation): start points for stationary runs."""
+    r"""``n`` exact-up-to-grid draws from the Gibbs law (inverse CDF on the fine grid of
+    :func:`gibbs_density`, linear interpolation): start points for stationary runs. The law is
+    :math:`\pi\propto e^{-\varepsilon^{-\alpha}f}` of Theorem 4.1 (Camuto et al. 2021).
+
+    Parameters
+    ----------
+    potential : object with ``.value(w)``
+        The potential f, elementwise on float64 tensors.
+    eps : float > 0
+        Noise scale ε.
+    alpha : float in (0, 2]
+        Stability index α.
+    n : int >= 1
+        Number of draws.
+    generator : torch.Generator or int, optional
+        Source of the uniforms (CPU); a seed gives reproducible draws.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 draws, shape ``[n]``.
+    """
     e, a = _check_gibbs(potential, eps, alpha)
     n = check_int("n", n, low=1)
     gen = _levy._generator_for(generator, "cpu")
@@ -85,12 +131,23 @@ def gibbs_sample(potential, eps, alpha, n, generator=None) -> torch.Tensor:
 
 
 class TVDistance(NamedTuple):
-    """Total variation between a histogram and binned Gibbs probabilities.
+    """Total variation between a histogram and binned Gibbs probabilities (the Gibbs measure
+    of Theorem 4.1), what :func:`tv_to_gibbs` returns; a named tuple whose fields are the
+    parameters below.
 
-    tv : the distance; floor : its exact expectation for ``n`` i.i.d. Gibbs draws (the
-    statistical noise floor); floor_q95 : 95% quantile of that null distribution (2000
-    multinomial replicates, seed 0); n : the sample size used; n_dropped : non-finite samples
-    left out."""
+    Parameters
+    ----------
+    tv : float
+        The distance, in [0, 1].
+    floor : float
+        Its exact expectation for ``n`` i.i.d. Gibbs draws (the statistical noise floor).
+    floor_q95 : float
+        95% quantile of that null distribution (2000 multinomial replicates, seed 0).
+    n : int
+        The sample size used for the floor.
+    n_dropped : int
+        Non-finite samples left out.
+    """
     tv: float
     floor: float
     floor_q95: float
@@ -116,7 +173,8 @@ def _binomial_mad(n: int, p: np.ndarray) -> np.ndarray:
 def tv_to_gibbs(samples, potential, eps, alpha, edges=None, n_independent=None) -> TVDistance:
     r"""Total-variation distance :math:`\frac12\sum_i|\hat p_i - p_i|` between the histogram of
     ``samples`` and the Gibbs probabilities of the same bins (two unbounded tail bins
-    included), with its noise floor.
+    included), with its noise floor: how far stationary samples of Eq. 4.4 or of the
+    corrected-drift recursion are from the Gibbs measure of Theorem 4.1 (Camuto et al. 2021).
 
     For n i.i.d. draws *from the Gibbs law itself* the expected distance is
     :math:`\frac1{2n}\sum_i E|X_i - np_i|`, :math:`X_i\sim\mathrm{Bin}(n, p_i)`, computed
@@ -126,11 +184,25 @@ def tv_to_gibbs(samples, potential, eps, alpha, edges=None, n_independent=None) 
 
     Parameters
     ----------
-    samples : Tensor/array of any shape (NaN/inf dropped and counted).
-    potential, eps, alpha : the Gibbs law :math:`\propto e^{-\varepsilon^{-\alpha}f}`.
-    edges : increasing bin edges; default 41 edges from −2.5 to 2.5 (40 bins of 0.125).
-    n_independent : int, optional — effective sample size for the floor when samples are
-        correlated (e.g. several snapshots of each path); default the number of finite samples.
+    samples : torch.Tensor or array_like
+        Samples of any shape (flattened; NaN/inf dropped and counted).
+    potential : object with ``.value(w)``
+        The potential f of the Gibbs law :math:`\propto e^{-\varepsilon^{-\alpha}f}`.
+    eps : float > 0
+        Noise scale ε.
+    alpha : float in (0, 2]
+        Stability index α.
+    edges : array_like or torch.Tensor, optional
+        Strictly increasing bin edges; default 41 edges from −2.5 to 2.5 (40 bins of 0.125).
+    n_independent : int >= 1, optional
+        Effective sample size for the floor when samples are correlated (e.g. several
+        snapshots of each path); default the number of finite samples.
+
+    Returns
+    -------
+    TVDistance
+        The distance, its noise floor and 95% null quantile, the sample size used for them
+        and the number of dropped samples.
     """
     e, a = _check_gibbs(potential, eps, alpha)
     x = _as_f64(samples).reshape(-1)
@@ -184,24 +256,34 @@ def density_modes(samples, regions: Sequence[Tuple[float, float]] = ((-math.inf,
     so this removes most of the noise of a bare argmax on a flat peak without the inward bias
     of a wide kernel: on 1e5 exact draws of :math:`e^{-(w^4/4-w^2/2)}` (modes ±1) it gives
     ±0.997 ± 0.02 (20 seeds; bare argmax: ±0.93-1.02 ± 0.05; a bandwidth of 0.2 biases the
-    argmax to ±0.94).
+    argmax to ±0.94). It measures how far the modes of the stationary law of Eq. 4.4 shift
+    away from the minima of f (Camuto et al. 2021, Fig. 6).
 
     Parameters
     ----------
-    samples : Tensor [n_snapshots, n_paths] (or [n_paths]); columns are independent paths,
+    samples : torch.Tensor
+        Shape ``[n_snapshots, n_paths]`` (or ``[n_paths]``); columns are independent paths,
         which the bootstrap resamples with replacement (rows of one path stay together).
         Non-finite entries are ignored.
-    regions : sequence of (a, b); the mode of each is searched in (a, b) ∩ the bins' range.
-    bandwidth : float > 0, standard deviation of the Gaussian kernel (its smoothing shifts a
-        mode by O(bandwidth² f'''/f'') — keep it small against the peak width).
-    bin_width : float > 0, histogram bin width (≪ bandwidth).
-    window : float > 0 or None, half-width of the cubic fit (None: bare argmax).
-    n_boot : int >= 0, bootstrap replicates (0: no standard error).
-    generator : torch.Generator or int seed for the bootstrap.
+    regions : sequence of (a, b)
+        Intervals; the mode of each is searched in (a, b) ∩ the bins' range. Default: the
+        negative and the positive half-lines.
+    bandwidth : float > 0
+        Standard deviation of the Gaussian kernel (its smoothing shifts a mode by
+        O(bandwidth² f'''/f'') — keep it small against the peak width).
+    bin_width : float > 0
+        Histogram bin width (≪ ``bandwidth``).
+    window : float > 0 or None
+        Half-width of the cubic fit (None: bare argmax).
+    n_boot : int >= 0
+        Bootstrap replicates (0 or 1: no standard error).
+    generator : torch.Generator or int
+        Generator or seed for the bootstrap.
 
     Returns
     -------
-    (modes, se) : float64 Tensors [len(regions)]; se is NaN when n_boot is 0 or 1.
+    (modes, se) : tuple of torch.Tensor
+        float64, each of shape ``[len(regions)]``; ``se`` is NaN when ``n_boot`` is 0 or 1.
     """
     bw = check_real("bandwidth", bandwidth, low=0, low_open=True)
     bin_w = check_real("bin_width", bin_width, low=0, low_open=True)

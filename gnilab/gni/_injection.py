@@ -188,8 +188,38 @@ def _tile(y: torch.Tensor, copies: int) -> torch.Tensor:
 
 
 def per_copy_losses(net, x, y, loss="mse", copies: int = 1, noise=None) -> torch.Tensor:
-    """Per-example losses ``[M, N]`` of M stacked noisy copies: entry ``[m, i]`` is
-    :math:`\\ell(\\tilde h(x_i; \\epsilon_m), y_i)` (copy-major rows, grouped by ``view``)."""
+    r"""Per-example losses ``[M, N]`` of M stacked noisy copies: entry ``[m, i]`` is
+    :math:`\ell(\tilde h(x_i; \epsilon_m), y_i)` (copy-major rows, grouped by ``view``), the
+    terms of the M-sample objective of Eq. 4.5 (Camuto et al. 2021) with the injections of
+    Eq. 2.8.
+
+    The noise is drawn only while ``net`` is in ``train()`` mode with ``enabled`` true (in
+    ``eval()`` mode every copy is the clean network); gradients flow through the result.
+
+    Parameters
+    ----------
+    net : GaussianNoiseInjection
+        The noise-injected network (its ``sigma``, ``kind``, ``sites`` and ``generator`` set
+        the noise).
+    x : torch.Tensor
+        The batch of inputs, shape ``[N, ...]``.
+    y : torch.Tensor
+        The targets of ``x``, N rows (class indices ``[N]`` or regression targets
+        ``[N, C]``); tiled to the M copies internally.
+    loss : str or callable
+        ``"mse"``, ``"cross_entropy"``, ``"hinge"`` or a callable
+        ``fn(output, target, reduction="none")`` (see :func:`gnilab.train.get_loss`).
+    copies : int >= 1
+        M, the number of independent noise draws stacked in one forward pass.
+    noise : dict str -> torch.Tensor, optional
+        Given :math:`\epsilon` per site instead of random draws, each of shape
+        ``[M * N, *site_shape]`` in copy-major order (for tests and paired comparisons).
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``[M, N]``: row ``m`` holds the per-example losses of noise draw ``m``.
+    """
     net = _check_net(net)
     loss_fn = _train.get_loss(loss)
     out = net(x, copies=copies, noise=noise)
@@ -199,20 +229,87 @@ def per_copy_losses(net, x, y, loss="mse", copies: int = 1, noise=None) -> torch
 
 def stacked_losses(net, x, y, loss="mse", copies: int = 1, noise=None) -> torch.Tensor:
     r""":math:`\tilde L(D; w, \epsilon_m)` for m = 1..M, the mean loss of each of M stacked
-    noisy copies of the batch ``(x, y)``, in one forward pass (shape ``[M]``)."""
+    noisy copies of the batch ``(x, y)``, in one forward pass (shape ``[M]``); the terms
+    averaged in the M-sample objective of Eq. 4.5 (Camuto et al. 2021).
+
+    Parameters
+    ----------
+    net : GaussianNoiseInjection
+        The noise-injected network (noise on only in ``train()`` mode with ``enabled`` true).
+    x : torch.Tensor
+        The batch of inputs, shape ``[N, ...]``.
+    y : torch.Tensor
+        The targets of ``x``, N rows.
+    loss : str or callable
+        ``"mse"``, ``"cross_entropy"``, ``"hinge"`` or a callable (see
+        :func:`gnilab.train.get_loss`).
+    copies : int >= 1
+        M, the number of independent noise draws.
+    noise : dict str -> torch.Tensor, optional
+        Given :math:`\epsilon` per site (copy-major, ``[M * N, *site_shape]``) instead of
+        random draws.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``[M]``: entry ``m`` is the mean over the N examples of the loss under draw
+        :math:`\epsilon_m` (differentiable).
+    """
     return per_copy_losses(net, x, y, loss, copies, noise).mean(1)
 
 
 def m_sample_loss(net, x, y, loss="mse", copies: int = 1, noise=None) -> torch.Tensor:
     r"""The M-sample objective of Eq. 4.5, :math:`\tilde L_M = \frac1M\sum_m \tilde L(D; w,
-    \epsilon_m)`, in one stacked forward pass (M = ``copies``; M = 1 is plain GNI)."""
+    \epsilon_m)`, in one stacked forward pass (M = ``copies``; M = 1 is plain GNI).
+
+    Parameters
+    ----------
+    net : GaussianNoiseInjection
+        The noise-injected network (noise on only in ``train()`` mode with ``enabled`` true).
+    x : torch.Tensor
+        The batch of inputs, shape ``[N, ...]``.
+    y : torch.Tensor
+        The targets of ``x``, N rows.
+    loss : str or callable
+        ``"mse"``, ``"cross_entropy"``, ``"hinge"`` or a callable (see
+        :func:`gnilab.train.get_loss`).
+    copies : int >= 1
+        M, the number of independent noise draws averaged.
+    noise : dict str -> torch.Tensor, optional
+        Given :math:`\epsilon` per site (copy-major, ``[M * N, *site_shape]``) instead of
+        random draws.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar :math:`\tilde L_M(D; w)`, differentiable in the weights of ``net``.
+    """
     return stacked_losses(net, x, y, loss, copies, noise).mean()
 
 
 def accumulated_noise(net, x, copies: int = 1) -> Dict[str, torch.Tensor]:
     r"""The accumulated noise of Eq. 2.9 at every site, :math:`\mathcal E_i = \tilde h_i -
     h_i` (noisy minus clean activation, the noise injected at the site *and* upstream), as
-    tensors ``[M, N, *site_shape]`` for M = ``copies`` independent draws."""
+    tensors ``[M, N, *site_shape]`` for M = ``copies`` independent draws.
+
+    Computed without gradients; the noise is on for the noisy pass whatever the module's mode
+    (it is put in ``train()`` mode and restored afterwards).
+
+    Parameters
+    ----------
+    net : GaussianNoiseInjection
+        The noise-injected network.
+    x : torch.Tensor
+        The batch of inputs, shape ``[N, ...]``.
+    copies : int >= 1
+        M, the number of independent noise draws.
+
+    Returns
+    -------
+    dict str -> torch.Tensor
+        For every injection site of ``net`` (its ``sites``, in order), the noisy minus the
+        clean activation, shape ``[M, N, *site_shape]``.
+    """
     net = _check_net(net)
     with torch.no_grad():
         with net.noise_off():

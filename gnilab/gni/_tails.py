@@ -17,7 +17,25 @@ def sub_weibull(r: float, size, generator=None, dtype=torch.float64) -> torch.Te
     r"""Symmetric sub-Weibull draws with tail parameter ``r`` (Definition 3.2):
     :math:`X = \pm E^r`, :math:`E\sim\mathrm{Exp}(1)`, so :math:`P(|X| > x) = e^{-x^{1/r}}` and
     :math:`\|X\|_m = \Gamma(1 + rm)^{1/m} \asymp m^r` (r = 1/2: sub-Gaussian; r = 1: Laplace;
-    larger r: heavier tails)."""
+    larger r: heavier tails). The laws of Camuto et al. (2021), Fig. 3.
+
+    Parameters
+    ----------
+    r : float > 0
+        Tail parameter of Definition 3.2.
+    size : int or tuple of int
+        Shape of the output.
+    generator : torch.Generator or int, optional
+        Source of the randomness (a CPU generator, or a seed); ``None``: torch's global
+        generator.
+    dtype : torch.dtype
+        Floating dtype of the draws (default float64).
+
+    Returns
+    -------
+    torch.Tensor
+        Draws of shape ``size`` on the CPU.
+    """
     r = check_real("r", r, low=0, low_open=True)
     gen = _check_generator(generator)
     size = (size,) if isinstance(size, int) else tuple(size)
@@ -27,7 +45,21 @@ def sub_weibull(r: float, size, generator=None, dtype=torch.float64) -> torch.Te
 
 
 def sub_weibull_pdf(x, r: float):
-    r"""Density of :func:`sub_weibull`: :math:`\frac{1}{2r}|x|^{1/r-1}e^{-|x|^{1/r}}`."""
+    r"""Density of :func:`sub_weibull`: :math:`\frac{1}{2r}|x|^{1/r-1}e^{-|x|^{1/r}}`, the
+    sub-Weibull densities of Camuto et al. (2021), Fig. 3 (Definition 3.2).
+
+    Parameters
+    ----------
+    x : float or array_like
+        Points at which to evaluate the density.
+    r : float > 0
+        Tail parameter.
+
+    Returns
+    -------
+    numpy.ndarray or float
+        The density at ``x``, shaped like ``x`` (``inf`` at 0 when r > 1).
+    """
     r = check_real("r", r, low=0, low_open=True)
     a = np.abs(np.asarray(x, dtype=float))
     with np.errstate(divide="ignore"):
@@ -37,7 +69,22 @@ def sub_weibull_pdf(x, r: float):
 def half_tail_fits(x) -> dict:
     r"""Maximum-likelihood half-normal and half-Cauchy fits to the positive part of ``x``
     (the comparison of the paper's Fig. 2): scales and mean log-likelihoods per point; the
-    half-Cauchy fitting better (higher mean log-likelihood) marks a heavy tail."""
+    half-Cauchy fitting better (higher mean log-likelihood) marks a heavy tail.
+
+    The half-normal scale is the root mean square of the positive entries; the half-Cauchy
+    scale solves its likelihood equation by bisection.
+
+    Parameters
+    ----------
+    x : torch.Tensor or array_like
+        Sample of any shape (flattened); only its positive entries are used, at least 10.
+
+    Returns
+    -------
+    dict
+        ``halfnorm_scale``, ``halfnorm_loglik``, ``halfcauchy_scale``, ``halfcauchy_loglik``
+        (mean log-likelihoods per positive point) and ``n_positive``.
+    """
     v = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=float).ravel()
     v = v[v > 0]
     if v.size < 10:
@@ -63,7 +110,22 @@ def tail_statistics(x, fit_method: str = "quantile") -> dict:
     (:func:`half_tail_fits`) and an :math:`S_\alpha` fit (S1) of the standardised sample: the
     per-layer numbers of the paper's Figs. 2 and A.3. Exact zeros (units dead on the whole
     batch: ReLU, or multiplicative noise on a zero activation) are left out and counted in
-    ``n_zero``."""
+    ``n_zero``.
+
+    Parameters
+    ----------
+    x : torch.Tensor or array_like
+        Sample of any shape (flattened, float64), with at least 10 nonzero entries.
+    fit_method : {"quantile", "mle", "ecf"}
+        Method of :func:`gnilab.stable.fit` for the :math:`S_\alpha` fit.
+
+    Returns
+    -------
+    dict
+        ``n`` (nonzero entries used), ``n_zero``, ``skewness``, ``excess_kurtosis``, the S1
+        ``alpha`` and ``beta`` of the standardised sample, and the keys of
+        :func:`half_tail_fits` for the standardised sample.
+    """
     v = torch.as_tensor(x.detach().cpu() if isinstance(x, torch.Tensor) else x,
                         dtype=torch.float64).reshape(-1)
     n_all = v.numel()
@@ -91,10 +153,32 @@ def tail_table(net, x, y, loss="mse", copies: int = 16, draws: int = 3,
     entries and summarised by :func:`tail_statistics`; ``loglik_gain`` is the half-Cauchy
     minus the half-normal mean log-likelihood of the positive part (> 0: Cauchy-like tail).
 
+    Parameters
+    ----------
+    net : GaussianNoiseInjection
+        The noise-injected network.
+    x : torch.Tensor
+        The inputs, shape ``[N, ...]`` (the paper uses the whole data set).
+    y : torch.Tensor
+        The targets of ``x``, N rows.
+    loss : str or callable
+        ``"mse"``, ``"cross_entropy"``, ``"hinge"`` or a callable (see
+        :func:`gnilab.train.get_loss`).
+    copies : int >= 1
+        M of :func:`implicit_effect` (draws estimating the explicit effect).
+    draws : int >= 1
+        Number of independent repetitions, each with fresh noise.
+    forward_copies : int >= 1
+        Noise draws pooled per repetition for the forward statistics.
+    fit_method : {"quantile", "mle", "ecf"}
+        Method of the :math:`S_\alpha` fits (:func:`tail_statistics`).
+
     Returns
     -------
-    pandas.DataFrame with columns ``pass`` ("forward"/"backward"), ``layer`` (0-based site or
-    weight-matrix index), ``name``, ``draw`` and the statistics.
+    pandas.DataFrame
+        One row per pass, layer and draw, with columns ``pass`` ("forward"/"backward"),
+        ``layer`` (0-based site or weight-matrix index), ``name``, ``draw``, the statistics of
+        :func:`tail_statistics` and ``loglik_gain``.
     """
     import pandas as pd
     net = _check_net(net)

@@ -117,17 +117,55 @@ def train_gni(net, data, *, steps: int, lr: float, loss: str = "mse", copies: in
     Parameters
     ----------
     net : GaussianNoiseInjection
-    data, test_data : datasets with ``x`` and ``y``
-    steps, lr, batch_size, eval_every, callbacks, progress : as in :func:`gnilab.train.train`
-        (e.g. :func:`marginal_loss_probe`)
-    loss : {"mse", "cross_entropy"} or a callable (the regulariser needs a named loss)
-    copies : int >= 1, M
-    generator : torch.Generator or int, optional — minibatch sampling and the replacement
-        draws (the injected noise follows ``net.generator``).
+        The noise-injected network, trained in place (``net.sigma``, ``net.kind`` and
+        ``net.sites`` set the noise).
+    data : dataset with tensors ``x`` and ``y``
+        The training data (e.g. ``gnilab.data.ArrayDataset``).
+    steps : int >= 0
+        Number of parameter updates.
+    lr : float > 0
+        Step size η of plain SGD.
+    loss : {"mse", "cross_entropy", "hinge"} or callable
+        The per-example loss (see :func:`gnilab.train.get_loss`); the explicit regulariser
+        needs ``"mse"`` or ``"cross_entropy"``.
+    copies : int >= 1
+        M of the M-sample objective (also the M of the replacement arm's split).
+    batch_size : int, optional
+        Minibatch size; ``None`` is full-batch gradient descent (as in
+        :func:`gnilab.train.train`).
+    replacement : {"stable", "gaussian"}, optional
+        Replace the implicit-effect gradient by i.i.d. noise from a fitted :math:`S_\alpha`
+        (S1) or Gaussian law per layer (Fig. 4); ``None``: no replacement.
+    explicit_regulariser : bool
+        Train on :math:`L + R` without noise (Fig. 7's "Exp Reg"); excludes ``replacement``.
+    fit_method : {"quantile", "mle", "ecf"}
+        The :func:`gnilab.stable.fit` method of the replacement fits.
+    fit_sample : int >= 10, optional
+        Fit on at most this many randomly chosen nonzero entries per layer; ``None``: all.
+    clip_replacement : bool
+        Clip each replacement draw to the largest absolute implicit-effect gradient of its
+        layer in that step.
+    include_bias : bool
+        Replacement arm only: also replace the implicit-effect gradients of the biases.
+    test_data : dataset with tensors ``x`` and ``y``, optional
+        Held-out data evaluated at the history rows.
+    eval_every : int, optional
+        Record a history row every this many steps (default about 50 rows).
+    callbacks : iterable of :class:`gnilab.train.Callback`
+        E.g. :func:`marginal_loss_probe`.
+    generator : torch.Generator or int, optional
+        Drives the minibatch sampling and the replacement draws (the injected noise follows
+        ``net.generator``).
+    progress : bool
+        Show a tqdm bar.
 
     Returns
     -------
-    :class:`gnilab.train.TrainResult`
+    gnilab.train.TrainResult
+        The history (clean training loss, test loss), the records of the callbacks and of the
+        replacement fits (``alpha_i``, ``beta_i``, ``scale_i``, ``fit_seconds``, and
+        ``clipped_i`` with ``clip_replacement``) and the divergence flags of
+        :func:`gnilab.train.train`.
     """
     net = _check_net(net)
     steps = check_int("steps", steps, low=0)
@@ -170,7 +208,32 @@ def marginal_loss_probe(data, loss="mse", copies: int = 64, every: int = 10, see
     of :math:`f(w) = E_\epsilon[\tilde L(D; w, \epsilon)] = L + E_\epsilon[\Delta L]`, the
     objective that every M shares (Eq. 4.1), with ``copies`` draws, and its standard error.
     The draws use the same seed at every call (common random numbers: differences between
-    steps and between runs are not blurred by fresh noise)."""
+    steps and between runs are not blurred by fresh noise).
+
+    Each call puts the network in ``train()`` mode (restoring its mode and its generator
+    afterwards) and evaluates, without gradients, the full data set on ``copies`` stacked
+    noisy copies (Camuto et al. 2021, Eq. 4.5 with M = ``copies``).
+
+    Parameters
+    ----------
+    data : dataset with tensors ``x`` and ``y``
+        The data the marginal loss is measured on (all of it at every call).
+    loss : str or callable
+        ``"mse"``, ``"cross_entropy"``, ``"hinge"`` or a callable (see
+        :func:`gnilab.train.get_loss`).
+    copies : int >= 2
+        Number of noise draws in the Monte Carlo estimate.
+    every : int >= 1
+        Measure at step 0 and every this many steps.
+    seed : int
+        Seed of the CPU generator that draws the noise, the same at every call.
+
+    Returns
+    -------
+    gnilab.train.Callback
+        A callback whose rows hold ``marginal_loss`` (the mean over the draws) and
+        ``marginal_loss_se`` (its standard error).
+    """
     copies = check_int("copies", copies, low=2)
     every = check_int("every", every, low=1)
     loss_fn = _train.get_loss(loss)
@@ -204,15 +267,53 @@ def compare_arms(model: nn.Module, data, arms: Dict[str, dict], *, sigma: float,
     :func:`train_gni` with the arm's keyword arguments (``copies``, ``replacement``,
     ``explicit_regulariser``, ``batch_size``, ...). Along the way :func:`marginal_loss_probe`
     records :math:`f(w) = E_\epsilon \tilde L` on ``data`` every ``probe_every`` steps, with
-    the same ``probe_copies`` draws (seed ``probe_seed``) for every arm, seed and step.
+    the same ``probe_copies`` draws (seed ``probe_seed``) for every arm, seed and step. This
+    is the protocol of the comparisons of Camuto et al. (2021), Figs. 4, 5, 7 and 8.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The starting network; every run trains a deep copy, ``model`` itself is unchanged.
+    data : dataset with tensors ``x`` and ``y``
+        The training data (also the data of the marginal-loss probe).
+    arms : dict str -> dict
+        Arm name -> keyword arguments of :func:`train_gni` (e.g. ``{"copies": 16}``,
+        ``{"replacement": "stable"}``, ``{"explicit_regulariser": True}``); the keys
+        ``"sigma"`` and ``"kind"`` override the common ones for that arm. Must be non-empty.
+    sigma : float >= 0
+        Standard deviation of the injected noise (``sigma=0`` in an arm is the baseline).
+    kind : {"additive", "multiplicative"}
+        The kind of injection (Eq. 2.8).
+    steps : int >= 1
+        Number of updates of every run.
+    lr : float > 0
+        Step size of every run.
+    seeds : sequence of int
+        Seeds of the runs: ``seed`` drives the minibatches and replacement draws,
+        ``1000 + seed`` the injected noise.
+    loss : {"mse", "cross_entropy", "hinge"} or callable
+        The per-example loss.
+    test_data : dataset with tensors ``x`` and ``y``, optional
+        Held-out data; adds ``test_loss``.
+    window : float in (0, 1]
+        Fraction of the final steps over which the summary averages.
+    probe_copies : int >= 2
+        Noise draws of :func:`marginal_loss_probe`.
+    probe_every : int >= 1
+        Steps between probe measurements (also the history's ``eval_every``).
+    probe_seed : int
+        Seed of the probe's draws, shared by every arm, seed and step.
+    progress : bool
+        Show a tqdm bar per run.
 
     Returns
     -------
-    (summary, curves) : pandas DataFrames. ``summary`` has one row per arm and seed: the mean
-    of ``marginal_loss``, of the clean training ``loss`` and (with ``test_data``) of
-    ``test_loss`` over the last ``window`` fraction of the steps, ``diverged`` and
-    ``diverged_step``, and the mean fit time per step of replacement arms. ``curves`` holds the
-    recorded rows of every run with ``arm`` and ``seed`` columns.
+    (summary, curves) : tuple of pandas.DataFrame
+        ``summary`` has one row per arm and seed: the mean of ``marginal_loss``, of the clean
+        training ``loss`` and (with ``test_data``) of ``test_loss`` over the last ``window``
+        fraction of the steps (NaN for a diverged run), ``diverged`` and ``diverged_step``,
+        and the mean fit time per step of replacement arms. ``curves`` holds the recorded rows
+        of every run with ``arm`` and ``seed`` columns.
     """
     import copy
     import pandas as pd

@@ -25,6 +25,27 @@ class DecayFit:
     that of the rate), ``rate`` = 1/τ and ``rate_stderr`` (from the least-squares covariance
     scaled by the residual variance), ``amplitude`` A, ``offset`` C (0 when not fitted),
     ``n`` points used; ``reason`` is empty for a valid fit, else says why every number is NaN.
+    Used for the timescales of the NIW and the loss (paper §4, App. D).
+
+    Attributes
+    ----------
+    tau : float
+        The timescale τ = 1/rate, in the units of t (e.g. training steps).
+    tau_stderr : float
+        Standard error of τ, ``rate_stderr / rate**2`` (delta method).
+    rate : float
+        The decay rate 1/τ, per unit of t.
+    rate_stderr : float
+        Standard error of the rate, from the least-squares covariance scaled by the residual
+        variance.
+    amplitude : float
+        A, the value of :math:`y - C` at the first time :math:`t_0` (> 0).
+    offset : float
+        The fitted floor C (0 when ``offset=False``).
+    n : int
+        Number of points of the series.
+    reason : str
+        Empty for a valid fit; else why it failed (then every float above is NaN).
     """
 
     tau: float
@@ -49,6 +70,10 @@ def _failed(reason: str, n: int) -> DecayFit:
 def fit_decay(t, y, *, offset: bool = True) -> DecayFit:
     r"""Fit an exponential decay to a series and give its timescale ± standard error.
 
+    The model is :math:`y = C + A\,e^{-(t - t_0)/\tau}`, fitted by nonlinear least squares; it
+    measures the decay timescales of the NIW and of the loss (paper §4, App. D), e.g. the NIW
+    decay of Eq. (N3).
+
     Parameters
     ----------
     t, y : 1-D arrays or tensors of the same length
@@ -56,6 +81,7 @@ def fit_decay(t, y, *, offset: bool = True) -> DecayFit:
     offset : bool
         Fit a constant floor C (a test loss decays to its plateau, an NIW norm to the part of
         θ the local Hessian does not see); ``False`` fits :math:`y = A e^{-(t-t_0)/\tau}`.
+        :math:`t_0` is the first time of the series.
 
     Returns
     -------
@@ -132,7 +158,29 @@ def decay_timescales(frame: pd.DataFrame, columns: Sequence[str] = ("niw_norm", 
     Returns one row per column (and per value of ``by`` when ``frame`` has that column, e.g.
     the NIN ``layer``) with ``quantity``, ``tau``, ``tau_stderr``, ``rate``, ``rate_stderr``,
     ``amplitude``, ``offset``, ``n`` and ``reason``; a missing column gives a row with reason
-    "no such column"."""
+    "no such column". The measured timescales of paper §4 and App. D (to compare with the
+    rate of Eq. (N3)).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A table with a ``step`` column and the columns to fit.
+    columns : sequence of str
+        The columns to fit against ``step`` (default ``niw_norm``, ``loss``, ``test_loss``).
+    offset : bool
+        Fit a constant floor, as in :func:`fit_decay`.
+    start : float
+        Use only the rows with ``step >= start``.
+    by : str, optional
+        Fit each group of rows with the same value of this column separately (default
+        ``"layer"``; ignored when ``frame`` has no such column; ``None``: no grouping).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group and column: the group's ``by`` value (when grouped), ``quantity``
+        (the column name) and the fields of :class:`DecayFit`.
+    """
     if not isinstance(frame, pd.DataFrame) or "step" not in frame:
         raise TypeError("frame must be a pandas DataFrame with a 'step' column")
     groups = frame.groupby(by, sort=False) if by is not None and by in frame else [(None, frame)]

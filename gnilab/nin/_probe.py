@@ -22,6 +22,28 @@ class LocalCurvature:
     and ``grad_norm`` :math:`|\langle\nabla_z\ell\rangle|` (the local gradient); ``curvature``
     :math:`\hat\theta^\top\bar H_z\hat\theta` (the local Hessian along the NIW; NaN when
     θ = 0); ``rate`` :math:`\eta\sigma^2` times it when ``lr`` and ``sigma`` were given.
+    These are the quantities of Eq. (N3) (paper §2, App. C): the NIW norm decays at about
+    ``rate`` per step.
+
+    Attributes
+    ----------
+    layer : str
+        Name of the NIN layer measured (one of ``net.layers``).
+    niw_norm : float
+        :math:`|\theta_\ell|`, the Euclidean norm of the layer's NIW.
+    grad : float
+        :math:`\hat\theta\cdot\langle\nabla_z\ell\rangle`, the local gradient along the unit NIW
+        :math:`\hat\theta = \theta/|\theta|` (NaN when θ = 0).
+    grad_norm : float
+        :math:`|\langle\nabla_z\ell\rangle|`, the norm of the local gradient (the batch mean of
+        the per-example gradients with respect to the layer's pre-activations).
+    curvature : float
+        :math:`\hat\theta^\top\bar H_z\hat\theta`, the local Hessian of Eq. (N3) along the NIW
+        (NaN when θ = 0).
+    rate : float
+        :math:`\eta\sigma^2\hat\theta^\top\bar H_z\hat\theta`, the predicted NIW decay rate per
+        step of Eq. (N3), with ``sigma`` the net's NIN standard deviation; NaN when no ``lr``
+        was given.
     """
 
     layer: str
@@ -68,7 +90,33 @@ def local_curvature(net: NoiseInjection, data, loss="cross_entropy", layer: Opti
     :math:`\nabla^2F(0) = \bar H_z`: the NIW's own gradient and Hessian with every
     :math:`\varepsilon_i = 1`. One Hessian-vector product with :math:`\hat\theta` gives the
     curvature. Computed in ``eval()`` mode on all of ``data`` (``chunk_size`` examples at a
-    time).
+    time). Paper §2 and App. C: by Eq. (N3) the NIW decays at the rate
+    :math:`\eta\sigma^2\hat\theta^\top\bar H_z\hat\theta`.
+
+    Parameters
+    ----------
+    net : NoiseInjection
+        The model with its NIN; its weights are not changed and its train/eval mode is
+        restored afterwards.
+    data : dataset with ``x`` and ``y``
+        The examples the means :math:`\langle\cdot\rangle` run over (e.g. a
+        :class:`gnilab.data.ArrayDataset`); must be finite.
+    loss : str or callable
+        The per-example loss :math:`\ell`, a name or function accepted by
+        :func:`gnilab.train.get_loss` (default ``"cross_entropy"``).
+    layer : str, optional
+        The NIN layer to measure (one of ``net.layers``; default: the first).
+    lr : float >= 0, optional
+        Step η; when given, ``rate`` is :math:`\eta\sigma^2` times the curvature, with σ the
+        net's NIN standard deviation (else ``rate`` is NaN).
+    chunk_size : int >= 1, optional
+        Number of examples per forward/backward pass (default: all at once); the result does
+        not depend on it, up to rounding.
+
+    Returns
+    -------
+    LocalCurvature
+        ``layer``, ``niw_norm``, ``grad``, ``grad_norm``, ``curvature`` and ``rate``.
     """
     net = check_finite_module("net", _check_net(net))
     check_finite_data("data", data)
@@ -95,7 +143,29 @@ def local_hessian(net: NoiseInjection, data, loss="cross_entropy", layer: Option
     r"""The dense local Hessian :math:`\bar H_z = \langle\nabla_z^2\ell\rangle`, shape
     ``[out, out]`` for the layer's ``out_features`` (one batched double-backward pass per
     chunk; use it for layers of up to a few thousand units). Its top eigenvalue times
-    :math:`\eta\sigma^2` is the fastest NIW decay rate of Eq. N3."""
+    :math:`\eta\sigma^2` is the fastest NIW decay rate of Eq. N3 (paper §2, App. C).
+
+    Parameters
+    ----------
+    net : NoiseInjection
+        The model with its NIN; its weights are not changed and its train/eval mode is
+        restored afterwards.
+    data : dataset with ``x`` and ``y``
+        The examples the mean :math:`\langle\cdot\rangle` runs over; must be finite.
+    loss : str or callable
+        The per-example loss :math:`\ell`, a name or function accepted by
+        :func:`gnilab.train.get_loss` (default ``"cross_entropy"``).
+    layer : str, optional
+        The NIN layer (one of ``net.layers``; default: the first).
+    chunk_size : int >= 1, optional
+        Number of examples per pass (default: all at once).
+
+    Returns
+    -------
+    torch.Tensor
+        :math:`\bar H_z`, shape ``[out, out]``, symmetrised as :math:`(H + H^\top)/2`, in the
+        NIW's dtype and on its device.
+    """
     net = check_finite_module("net", _check_net(net))
     check_finite_data("data", data)
     layer = _check_layer(net, layer)
@@ -127,7 +197,31 @@ def niw_probe(data, loss="cross_entropy", *, every: int = 10, layer: Optional[st
     (:math:`\hat\theta\cdot\langle\nabla_z\ell\rangle`), ``local_grad_norm``,
     ``local_curvature`` (:math:`\hat\theta^\top\bar H_z\hat\theta` by a Hessian-vector product,
     :func:`local_curvature`) and ``predicted_rate`` :math:`\eta\sigma^2` times it (NaN without
-    ``lr``). Fit the decay timescales of the result with :func:`decay_timescales`.
+    ``lr``). Fit the decay timescales of the result with :func:`decay_timescales`. This
+    records the NIW dynamics of Eq. (N3) during training (paper §2, §4).
+
+    Parameters
+    ----------
+    data : dataset with ``x`` and ``y``
+        The examples on which the clean loss and the local gradient and curvature are measured.
+    loss : str or callable
+        The loss, as accepted by :func:`gnilab.train.get_loss` (default ``"cross_entropy"``).
+    every : int >= 1
+        Measure every this many training steps.
+    layer : str, optional
+        The NIN layer to track (default: the net's first).
+    test_data : dataset, optional
+        Where ``test_loss`` is measured (NaN without it).
+    lr : float >= 0, optional
+        Step η used for ``predicted_rate`` (NaN without it).
+    chunk_size : int >= 1, optional
+        Examples per pass of :func:`local_curvature`.
+
+    Returns
+    -------
+    gnilab.train.Callback
+        A callback for :func:`gnilab.train.train`, calling the measurement every ``every``
+        steps with the step and the net (a :class:`NoiseInjection`).
     """
     every = check_int("every", every, low=1)
     loss_fn = _train.get_loss(loss)
@@ -155,11 +249,44 @@ def train_nin(net: NoiseInjection, data, *, steps: int, lr: float, loss="cross_e
     ``eval_every``) one :func:`niw_probe` per NIN layer records its NIW norm, the losses and the
     local gradient and curvature on ``probe_data`` (default: the first 2048 examples of
     ``data``). ``generator`` drives the minibatches (the noise follows ``net.generator``);
-    other keyword arguments go to ``train``.
+    other keyword arguments go to ``train``. The experiments of paper §4: the NIW decays as
+    Eq. (N3) predicts.
+
+    Parameters
+    ----------
+    net : NoiseInjection
+        The model with its NIN; trained in place.
+    data : dataset with ``x`` and ``y``
+        The training set.
+    steps : int >= 0
+        Number of SGD steps.
+    lr : float
+        Step η of plain SGD (also used for the probes' ``predicted_rate``).
+    loss : str or callable
+        The loss, as accepted by :func:`gnilab.train.get_loss` (default ``"cross_entropy"``).
+    batch_size : int, optional
+        Minibatch size (``None``: full batch, as in :func:`gnilab.train.train`).
+    test_data : dataset, optional
+        Held-out set for the history and the probes' ``test_loss``.
+    probe_every : int >= 1, optional
+        Probe every this many steps (default: ``eval_every`` from ``train_kwargs`` if given,
+        else ``max(1, steps // 50)``).
+    probe_data : dataset, optional
+        Where the probes measure (default: the first 2048 examples of ``data``).
+    callbacks : sequence of gnilab.train.Callback
+        Further callbacks, run before the probes.
+    generator : torch.Generator or int, optional
+        Source of the minibatches (the NIN noise follows ``net.generator``).
+    progress : bool
+        Show a progress bar.
+    **train_kwargs
+        Passed on to :func:`gnilab.train.train`.
 
     Returns
     -------
-    gnilab.train.TrainResult — ``records`` has one row per layer and probe step.
+    gnilab.train.TrainResult
+        The training result; its ``records`` has one row per NIN layer and probe step (the
+        columns of :func:`niw_probe`).
     """
     net = _check_net(net)
     steps = check_int("steps", steps, low=0)

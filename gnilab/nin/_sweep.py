@@ -31,6 +31,24 @@ class SweepResult:
     are several), ``diverged``; rows after a divergence hold NaN. ``diverged`` and
     ``diverged_step`` (−1: none) are numpy arrays over σ; ``params`` the final stacked
     parameters (``{name: [K, ...]}``, frozen at their last finite values for diverged runs).
+    A sweep over σ maps the phases of paper §3 (decay, catapult, divergent) in a network,
+    whose NIW decays as Eq. (N3) predicts.
+
+    Attributes
+    ----------
+    history : pandas.DataFrame
+        One row per σ and recorded step, with the columns above.
+    sigmas : numpy.ndarray
+        The K noise standard deviations σ, float64, in the order given.
+    diverged : numpy.ndarray
+        Bool ``[K]``: whether each copy diverged.
+    diverged_step : numpy.ndarray
+        Int ``[K]``: the step at which each copy diverged (−1: none).
+    steps : int
+        Number of SGD steps asked for.
+    params : dict of str to torch.Tensor
+        The final parameters of the wrapped :class:`NoiseInjection` stacked over σ
+        (``{name: [K, ...]}``, the NIWs under ``niws.<i>``).
     """
 
     history: pd.DataFrame
@@ -62,17 +80,30 @@ def train_sweep(model: nn.Module, data, sigmas, *, layers: Sequence[str], steps:
     :math:`\sigma_k\xi_i`): common random numbers, so the sweep is a clean function of σ. A
     step is one ``torch.func.vmap`` of ``grad`` over the stacked parameters and plain SGD
     (:math:`w \leftarrow w - \eta\nabla L_B`). A copy whose batch loss turns non-finite or
-    exceeds ``bound`` is marked diverged at that step and frozen; the others go on.
+    exceeds ``bound`` is marked diverged at that step and frozen; the others go on. It maps
+    the phases of paper §3 in a network as a function of σ, the NIW decaying at the rate
+    :math:`\eta\sigma^2\hat\theta^\top\bar H_z\hat\theta` of Eq. (N3).
 
     Parameters
     ----------
     model : nn.Module
-        Not modified (copied).
+        The network to wrap with a NIN; not modified (copied).
+    data : dataset with ``x`` and ``y``
+        The training set (also the default ``eval_data``).
     sigmas : sequence of float >= 0
         Standard deviations of the NIN output, one copy each.
-    layers, mode, law, niw_std : as in :class:`NoiseInjection`
-    steps, lr, batch_size, loss, sampling, test_data, eval_every, eval_data, progress
-        As in :func:`gnilab.train.train`.
+    layers, mode, law, niw_std
+        As in :class:`NoiseInjection` (the NIN layers, when the noise is re-drawn, its law and
+        the NIWs' initial scale).
+    steps, lr, batch_size, loss, sampling, test_data, progress
+        As in :func:`gnilab.train.train`: number of steps (>= 0), step η (> 0), minibatch
+        size (``None``: full batch), loss, minibatch sampling (``"shuffle"``,
+        ``"independent"`` or ``"cycle"``), held-out set and progress bar.
+    eval_every : int >= 1, optional
+        Record the history every this many steps (and at the last); default
+        ``max(1, steps // 50)``.
+    eval_data : dataset, optional
+        Where the clean ``loss`` and ``accuracy`` are measured (default: ``data``).
     bound : float
         A batch loss above it counts as a divergence (default: only non-finite ones).
     generator : torch.Generator or int, optional
@@ -81,6 +112,8 @@ def train_sweep(model: nn.Module, data, sigmas, *, layers: Sequence[str], steps:
     Returns
     -------
     SweepResult
+        The history over σ and steps, the divergence flags and the final stacked parameters.
+        A ``RuntimeWarning`` lists the σ whose runs diverged.
     """
     from torch.func import functional_call, grad_and_value, vmap
 

@@ -89,7 +89,16 @@ class ToyState(NamedTuple):
     r"""Weights of the linear toy, each ``[..., n]`` (leading dimensions: configurations).
 
     ``u`` input → hidden, ``theta`` the NIW (NIN → hidden), ``v`` hidden → output; the network
-    is :math:`f = v\cdot(u x + \theta\varepsilon)/\sqrt n`.
+    is :math:`f = v\cdot(u x + \theta\varepsilon)/\sqrt n` (paper §3; updated by Eq. (T1)).
+
+    Parameters
+    ----------
+    u : torch.Tensor
+        ``[..., n]``, the input → hidden weights.
+    theta : torch.Tensor
+        ``[..., n]``, the NIW θ (NIN → hidden weights).
+    v : torch.Tensor
+        ``[..., n]``, the hidden → output weights.
     """
 
     u: torch.Tensor
@@ -122,8 +131,27 @@ class ToyState(NamedTuple):
 
 
 class ToyMoments(NamedTuple):
-    """Batch moments ``sxx``, ``sxe``, ``see``, ``sxy``, ``sye``, ``syy`` (``<x^2>``,
-    ``<x eps>``, ...; each a tensor or float broadcastable to the configurations)."""
+    r"""Batch moments ``sxx``, ``sxe``, ``see``, ``sxy``, ``sye``, ``syy`` (``<x^2>``,
+    ``<x eps>``, ...; each a tensor or float broadcastable to the configurations).
+
+    They are all the data an SGD step of the toy needs (Eq. (T1), paper §3).
+
+    Parameters
+    ----------
+    sxx : torch.Tensor
+        :math:`S_{xx} = \langle x^2\rangle`.
+    sxe : torch.Tensor
+        :math:`S_{x\varepsilon} = \langle x\varepsilon\rangle`.
+    see : torch.Tensor
+        :math:`S_{\varepsilon\varepsilon} = \langle\varepsilon^2\rangle` (σ² for population
+        moments).
+    sxy : torch.Tensor
+        :math:`S_{xy} = \langle xy\rangle`.
+    sye : torch.Tensor
+        :math:`S_{\varepsilon y} = \langle\varepsilon y\rangle`.
+    syy : torch.Tensor
+        :math:`\langle y^2\rangle` (enters the loss only).
+    """
 
     sxx: torch.Tensor
     sxe: torch.Tensor
@@ -149,7 +177,22 @@ class ToyMoments(NamedTuple):
 
 def toy_moments(x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor) -> ToyMoments:
     """The moments of a batch (means over the last dimension) of inputs ``x``, NIN outputs
-    ``eps`` (variance σ²) and targets ``y``."""
+    ``eps`` (variance σ²) and targets ``y``: the inputs of Eq. (T1) (paper §3).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Inputs, ``[..., B]``.
+    eps : torch.Tensor
+        The NIN outputs ε of the same examples (already scaled by σ), broadcastable with ``x``.
+    y : torch.Tensor
+        Targets, broadcastable with ``x``.
+
+    Returns
+    -------
+    ToyMoments
+        The six means over the last (batch) dimension.
+    """
     return ToyMoments((x * x).mean(-1), (x * eps).mean(-1), (eps * eps).mean(-1),
                       (x * y).mean(-1), (eps * y).mean(-1), (y * y).mean(-1))
 
@@ -158,7 +201,28 @@ def toy_init(width: int, *, shape=(), u_std: float = 1.0, v_std: float = 1.0,
              theta_std: float = 1.0, generator=None, device=None,
              dtype=torch.float64) -> ToyState:
     """Random toy weights, i.i.d. :math:`N(0, s^2)` entries (NTK scaling: O(1) entries),
-    shape ``[*shape, width]``."""
+    shape ``[*shape, width]``: the initialisation of the linear toy of paper §3.
+
+    Parameters
+    ----------
+    width : int >= 1
+        The hidden width n.
+    shape : tuple of int
+        Leading (configuration) dimensions; default ``()``: one network.
+    u_std, v_std, theta_std : float >= 0
+        Standard deviations s of the entries of u, v and θ.
+    generator : torch.Generator or int, optional
+        Source of the draws (u, then θ, then v); a CPU generator draws on the CPU.
+    device : optional
+        Where the weights live (default: the generator's device, else the CPU).
+    dtype : torch.dtype
+        Default ``torch.float64``.
+
+    Returns
+    -------
+    ToyState
+        ``u``, ``theta``, ``v``, each ``[*shape, width]``.
+    """
     width = check_int("width", width, low=1)
     gen = _check_generator(generator)
     stds = [check_real(nm, s, low=0) for nm, s in (("u_std", u_std), ("theta_std", theta_std),
@@ -171,7 +235,22 @@ def toy_init(width: int, *, shape=(), u_std: float = 1.0, v_std: float = 1.0,
 
 def toy_step(state: ToyState, moments: ToyMoments, lr) -> ToyState:
     r"""One exact SGD step (Eq. T1) of the toy on a batch with ``moments`` and step ``lr``
-    (a float or a tensor over the configurations)."""
+    (a float or a tensor over the configurations). Paper §3.
+
+    Parameters
+    ----------
+    state : ToyState
+        The weights before the step, ``[..., n]``.
+    moments : ToyMoments
+        The batch moments, broadcastable to the configurations ``[...]``.
+    lr : float or torch.Tensor
+        The step η, a float or a tensor over the configurations.
+
+    Returns
+    -------
+    ToyState
+        The weights after the step, same shape.
+    """
     rn = math.sqrt(state.width)
     A, phi = state.A, state.phi
     gx = A * moments.sxx + phi * moments.sxe - moments.sxy
@@ -184,7 +263,27 @@ def toy_step(state: ToyState, moments: ToyMoments, lr) -> ToyState:
 def reduced_map(phi, lam, lr, sigma, width: int):
     r"""One step of the noise channel's reduced map (Eq. T2): ``(phi', lam')`` from
     :math:`\Phi`, :math:`\lambda_\theta`. Exact for the toy with population moments and the data
-    terms dropped (:math:`g_x = 0`); elementwise over tensors."""
+    terms dropped (:math:`g_x = 0`); elementwise over tensors. Paper §3; Lewkowycz et al.'s
+    (2020) catapult map with :math:`\eta\lambda \to \eta\sigma^2\lambda_\theta`.
+
+    Parameters
+    ----------
+    phi : float or torch.Tensor
+        :math:`\Phi = v\cdot\theta/\sqrt n`, the NIW as the output sees it.
+    lam : float or torch.Tensor
+        :math:`\lambda_\theta = (|v|^2 + |\theta|^2)/n`, the noise channel's NTK.
+    lr : float or torch.Tensor
+        The step η.
+    sigma : float or torch.Tensor
+        The NIN's standard deviation σ.
+    width : int
+        The hidden width n.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``(phi', lam')``, :math:`\Phi` and :math:`\lambda_\theta` after one step.
+    """
     s2 = torch.as_tensor(sigma, dtype=torch.float64) ** 2 if not torch.is_tensor(sigma) \
         else sigma ** 2
     c = lr * s2
@@ -195,7 +294,20 @@ def reduced_map(phi, lam, lr, sigma, width: int):
 class PhaseBoundaries(NamedTuple):
     """Noise **variances** σ² at the phase boundaries for a step ``lr`` and curvature λ:
     ``sigma2_decay`` (decoupled → decay for the horizon given; NaN without one),
-    ``sigma2_catapult`` = 2/(ηλ) and ``sigma2_divergent`` = 4/(ηλ)."""
+    ``sigma2_catapult`` = 2/(ηλ) and ``sigma2_divergent`` = 4/(ηλ).
+
+    The boundaries c = ησ²λ = 2 and 4 of the catapult map Eq. (T2) (paper §3; Lewkowycz et
+    al. 2020).
+
+    Parameters
+    ----------
+    sigma2_decay : numpy.ndarray
+        σ² with e-folding time of Φ equal to the horizon ``steps`` (NaN without a horizon).
+    sigma2_catapult : numpy.ndarray
+        σ² = 2/(ηλ), decay → catapult.
+    sigma2_divergent : numpy.ndarray
+        σ² = 4/(ηλ), catapult → divergent.
+    """
 
     sigma2_decay: np.ndarray
     sigma2_catapult: np.ndarray
@@ -212,7 +324,25 @@ def _arr(name, value, low=0.0, low_open=True) -> np.ndarray:
 
 
 def phase_boundaries(lr, curvature, steps: Optional[int] = None) -> PhaseBoundaries:
-    """The σ² of the phase boundaries (see :func:`predict_phase`), elementwise."""
+    r"""The σ² of the phase boundaries (see :func:`predict_phase`), elementwise.
+
+    From c = ησ²λ of Eq. (T2): decay → catapult at c = 2, catapult → divergent at c = 4,
+    decoupled → decay where the e-folding time of Φ equals the horizon (paper §3).
+
+    Parameters
+    ----------
+    lr : float or array_like > 0
+        The step η.
+    curvature : float or array_like > 0
+        λ (:math:`\lambda_\theta` for the toy), broadcast with ``lr``.
+    steps : int >= 1, optional
+        The training horizon; without it ``sigma2_decay`` is NaN.
+
+    Returns
+    -------
+    PhaseBoundaries
+        The three boundary variances σ², numpy arrays of the broadcast shape.
+    """
     c = _arr("lr", lr) * _arr("curvature", curvature)
     decay = np.full_like(c, math.nan)
     if steps is not None:
@@ -228,7 +358,24 @@ def predict_phase(lr, sigma, curvature, steps: int) -> np.ndarray:
     e-folding time :math:`-1/\ln|1-c|` fits in the horizon ``steps``, else ``decoupled``.
     ``lr``, ``sigma`` (a standard deviation) and ``curvature`` (:math:`\lambda_\theta` for the
     toy, :math:`\hat\theta^\top\bar H_z\hat\theta` or the top eigenvalue of :math:`\bar H_z`
-    for a network) broadcast together. Returns a numpy array of phase names.
+    for a network) broadcast together. Returns a numpy array of phase names. The phases of
+    paper §3, from the catapult map Eq. (T2) (Lewkowycz et al. 2020).
+
+    Parameters
+    ----------
+    lr : float or array_like > 0
+        The step η.
+    sigma : float or array_like >= 0
+        The NIN's standard deviation σ.
+    curvature : float or array_like >= 0
+        The curvature λ the NIW sees.
+    steps : int >= 1
+        The training horizon in steps.
+
+    Returns
+    -------
+    numpy.ndarray
+        Object array of phase names (one of :data:`PHASES`), of the broadcast shape.
     """
     steps = check_int("steps", steps, low=1)
     c = _arr("lr", lr) * _arr("sigma", sigma, low_open=False) ** 2 * \
@@ -243,7 +390,21 @@ def predict_phase(lr, sigma, curvature, steps: int) -> np.ndarray:
 class ToyTimescales(NamedTuple):
     """Decay timescales of the toy in steps, elementwise: ``niw`` (Φ: −1/ln|1 − ησ²λ_θ|),
     ``loss`` (the clean loss: −1/(2 ln|1 − ησ_x²λ_u|)) and their continuous-time limits
-    ``niw_continuous`` = 1/(ησ²λ_θ), ``loss_continuous`` = 1/(2ησ_x²λ_u) = 1/(2η tr H)."""
+    ``niw_continuous`` = 1/(ησ²λ_θ), ``loss_continuous`` = 1/(2ησ_x²λ_u) = 1/(2η tr H).
+
+    The timescales of paper §4 and App. D, in the decay phase of Eq. (T2).
+
+    Parameters
+    ----------
+    niw : torch.Tensor
+        −1/ln|1 − ησ²λ_θ|, the e-folding time of Φ in steps.
+    loss : torch.Tensor
+        −1/(2 ln|1 − ησ_x²λ_u|), the e-folding time of the clean loss in steps.
+    niw_continuous : torch.Tensor
+        1/(ησ²λ_θ), the continuous-time limit of ``niw``.
+    loss_continuous : torch.Tensor
+        1/(2ησ_x²λ_u), the continuous-time limit of ``loss``.
+    """
 
     niw: torch.Tensor
     loss: torch.Tensor
@@ -252,7 +413,27 @@ class ToyTimescales(NamedTuple):
 
 
 def toy_timescales(state: ToyState, lr, sigma, sigma_x: float = 1.0) -> ToyTimescales:
-    """:class:`ToyTimescales` at ``state`` (valid in the decay phase, near the data fit)."""
+    r""":class:`ToyTimescales` at ``state`` (valid in the decay phase, near the data fit).
+
+    Paper §4, App. D: Φ decays as :math:`|1-c|^t` with c = ησ²λ_θ (Eq. (T2)) and the clean
+    loss as :math:`|1 - \eta\sigma_x^2\lambda_u|^{2t}`.
+
+    Parameters
+    ----------
+    state : ToyState
+        The weights, ``[..., n]``, giving λ_θ and λ_u.
+    lr : float or torch.Tensor
+        The step η.
+    sigma : float or torch.Tensor
+        The NIN's standard deviation σ.
+    sigma_x : float
+        The input standard deviation :math:`\sigma_x`.
+
+    Returns
+    -------
+    ToyTimescales
+        The four timescales in steps, over the configurations ``[...]``.
+    """
     sigma = torch.as_tensor(sigma, dtype=state.u.dtype)
     cn = lr * sigma ** 2 * state.lam_theta
     cl = lr * sigma_x ** 2 * state.lam_u
@@ -262,15 +443,49 @@ def toy_timescales(state: ToyState, lr, sigma, sigma_x: float = 1.0) -> ToyTimes
 
 @dataclass
 class ToyRun:
-    """What :func:`simulate_toy` returns: tensors ``[R, *S]`` over the ``R`` recorded steps
+    r"""What :func:`simulate_toy` returns: tensors ``[R, *S]`` over the ``R`` recorded steps
     (``step``, a numpy array) and the configuration shape ``S``.
 
     ``A``, ``phi``, ``niw_norm`` (:math:`|\theta|`), ``lam_theta``, ``lam_u``, ``loss`` (the clean, i.e.
-    test, loss :math:`\\frac12\\sigma_x^2(A-a)^2`), ``noisy_loss`` (the population loss with the
-    NIN on, :math:`+\\frac12\\sigma^2\\Phi^2`), ``batch_loss`` (the loss of the step's batch;
+    test, loss :math:`\frac12\sigma_x^2(A-a)^2`), ``noisy_loss`` (the population loss with the
+    NIN on, :math:`+\frac12\sigma^2\Phi^2`), ``batch_loss`` (the loss of the step's batch;
     equal to ``noisy_loss`` for population moments); NaN from a configuration's divergence
     on. ``diverged`` (bool) and ``diverged_step`` (−1: none) have shape ``S``; ``sigma`` and
-    ``lr`` too.
+    ``lr`` too. Trajectories of the exact toy dynamics Eq. (T1) (paper §3).
+
+    Attributes
+    ----------
+    step : numpy.ndarray
+        ``[R]``, the recorded step numbers (0 first).
+    sigma : torch.Tensor
+        Shape ``S``, the NIN standard deviation σ of each configuration.
+    lr : torch.Tensor
+        Shape ``S``, the step η of each configuration.
+    A : torch.Tensor
+        :math:`A = v\cdot u/\sqrt n`, the data weight of the end-to-end map.
+    phi : torch.Tensor
+        :math:`\Phi = v\cdot\theta/\sqrt n`, the NIW as the output sees it.
+    niw_norm : torch.Tensor
+        :math:`|\theta|`.
+    lam_theta : torch.Tensor
+        :math:`\lambda_\theta = (|v|^2 + |\theta|^2)/n`, the noise channel's NTK.
+    lam_u : torch.Tensor
+        :math:`\lambda_u = (|u|^2 + |v|^2)/n`, the data channel's NTK.
+    loss : torch.Tensor
+        The clean loss :math:`\frac12\sigma_x^2(A-a)^2`.
+    noisy_loss : torch.Tensor
+        The population loss with the NIN on, ``loss`` :math:`+\frac12\sigma^2\Phi^2`.
+    batch_loss : torch.Tensor
+        The loss of the batch of the step that led to the record (at step 0: the population
+        loss).
+    diverged : torch.Tensor
+        Bool, shape ``S``: whether the configuration diverged.
+    diverged_step : torch.Tensor
+        Int, shape ``S``: the step at which it diverged (−1: none).
+    width : int
+        The hidden width n.
+    steps : int
+        The number of steps asked for.
     """
 
     step: np.ndarray
@@ -330,7 +545,8 @@ def simulate_toy(sigma, lr, steps: int, *, width: int = 1000, state: Optional[To
     r"""Run the toy's exact recursion for many (σ, η) configurations at once.
 
     The dynamics (Eq. T1) are run on the 3×3 Gram matrices of (u, θ, v), an exact reduction,
-    so the cost does not depend on the width n.
+    so the cost does not depend on the width n (paper §3; with population moments the noise
+    channel follows the catapult map Eq. (T2)).
 
     Parameters
     ----------
@@ -354,12 +570,16 @@ def simulate_toy(sigma, lr, steps: int, *, width: int = 1000, state: Optional[To
     record_every : int
         Record every this many steps (and steps 0 and ``steps``).
     generator : torch.Generator or int, optional
+        Source of the initial weights (when ``state`` is not given) and of the batches.
     device : optional
         Where to run (default: the state's device, else the CPU). Everything is float64.
+    progress : bool
+        Show a progress bar.
 
     Returns
     -------
     ToyRun
+        The recorded trajectories over the configurations, with divergence flags.
     """
     steps = check_int("steps", steps, low=1)
     record_every = check_int("record_every", record_every, low=1)
@@ -451,7 +671,21 @@ def classify_phase(run: ToyRun, growth: float = 2.0) -> np.ndarray:
 
     ``divergent``: the run diverged. ``catapult``: it did not, but its noisy loss rose above
     ``growth`` times its initial value on the way. ``decay``: neither, and
-    :math:`|\Phi|` ended at most :math:`e^{-1}` of its start. ``decoupled``: otherwise.
+    :math:`|\Phi|` ended at most :math:`e^{-1}` of its start. ``decoupled``: otherwise. The
+    four phases of paper §3 (predicted from Eq. (T2)).
+
+    Parameters
+    ----------
+    run : ToyRun
+        The output of :func:`simulate_toy`.
+    growth : float > 1
+        The factor by which the noisy loss must rise above its initial value to count as a
+        catapult.
+
+    Returns
+    -------
+    numpy.ndarray
+        Object array of phase names (one of :data:`PHASES`), of the configuration shape ``S``.
     """
     growth = check_real("growth", growth, low=1, low_open=True)
     shape = run.diverged.shape

@@ -34,6 +34,8 @@ EXERCISE_TAG = "exercise"
 
 _REPO = Path(__file__).resolve().parents[2]
 _MYST_DIRECTIVE = re.compile(r"^\s*(```|:::)\{", re.MULTILINE)
+# a MyST cross-reference to the library reference, {py:obj}`title <target>` or {py:func}`target`
+_PY_ROLE = re.compile(r"\{py:\w+\}`([^`<]*?)\s*(?:<[^`>]*>)?`")
 _TEMPLATES = Path(__file__).resolve().parent / "_slides"
 _STUDENT_NOTE = ("*Student copy*: the solutions of the exercises are removed; the book shows "
                  "them. Work each exercise in the code cell after it.")
@@ -47,7 +49,23 @@ def _tags(cell) -> set:
 
 def chapter_notebooks(directory: Optional[PathLike] = None) -> List[Path]:
     """The chapter notebooks ``NN_*.ipynb`` of ``directory`` (default: the repository's
-    ``notebooks/``), in chapter order."""
+    ``notebooks/``), in chapter order.
+
+    Parameters
+    ----------
+    directory : str or pathlib.Path, optional
+        Directory to search (not recursively); the repository's ``notebooks/`` by default.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The matching notebooks, sorted by file name.
+
+    Raises
+    ------
+    ValueError
+        If ``directory`` is not a directory or holds no chapter notebook.
+    """
     directory = Path(directory) if directory is not None else _REPO / "notebooks"
     if not directory.is_dir():
         raise ValueError(f"directory={str(directory)!r} is not a directory")
@@ -62,6 +80,16 @@ def student_notebook(nb):
 
     Cells tagged ``solution`` are removed, every output and execution count is cleared, and a
     markdown cell saying that this is the student copy is put after the title cell.
+
+    Parameters
+    ----------
+    nb : nbformat.NotebookNode
+        The chapter notebook (format version 4); it is not modified.
+
+    Returns
+    -------
+    nbformat.NotebookNode
+        The student copy.
 
     Raises
     ------
@@ -94,7 +122,20 @@ def write_student_notebooks(out_dir: PathLike, notebooks: Optional[Iterable[Path
                             ) -> List[Path]:
     """Write the student copy (:func:`student_notebook`) of each chapter to ``out_dir`` under
     the same file name; returns the paths written. ``notebooks`` defaults to
-    :func:`chapter_notebooks`."""
+    :func:`chapter_notebooks`.
+
+    Parameters
+    ----------
+    out_dir : str or pathlib.Path
+        Output directory, created if missing; existing files of the same name are overwritten.
+    notebooks : iterable of str or pathlib.Path, optional
+        The notebooks to convert; :func:`chapter_notebooks` by default.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The paths written, one per notebook, in input order.
+    """
     import nbformat
 
     out_dir = Path(out_dir)
@@ -127,7 +168,23 @@ def write_slides(executed_dir: PathLike, out_dir: PathLike,
     ``out_dir/<name>.slides.html`` (inputs hidden, cells placed by their ``slideshow``
     metadata) and copy reveal.js into ``out_dir/reveal.js``. ``mathjax_url`` is relative to
     ``out_dir``; the default is the book's offline MathJax when ``out_dir`` is
-    ``_build/html/slides``. Returns the decks written."""
+    ``_build/html/slides``. Returns the decks written.
+
+    Parameters
+    ----------
+    executed_dir : str or pathlib.Path
+        Directory of executed chapter notebooks ``NN_*.ipynb`` (see :func:`chapter_notebooks`).
+    out_dir : str or pathlib.Path
+        Output directory of the decks, created if missing.
+    mathjax_url : str, optional
+        URL of MathJax's ``tex-chtml.js``, relative to ``out_dir`` (default
+        ``"../_static/mathjax/tex-chtml.js"``).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The deck files ``out_dir/<name>.slides.html``, in chapter order.
+    """
     import nbformat
     from nbconvert import SlidesExporter
 
@@ -150,6 +207,8 @@ def write_slides(executed_dir: PathLike, out_dir: PathLike,
             # text on a slide
             if _tags(cell) & {SOLUTION_TAG, EXERCISE_TAG} or _MYST_DIRECTIVE.search(cell.source):
                 cell.metadata["slideshow"] = {"slide_type": "skip"}
+            elif cell.cell_type == "markdown":      # a slide has no reference to link to
+                cell.source = _PY_ROLE.sub(lambda m: f"`{m.group(1)}`", cell.source)
         body, _ = exporter.from_notebook_node(
             nb, resources={"metadata": {"name": path.stem}})
         target = out_dir / f"{path.stem}.slides.html"

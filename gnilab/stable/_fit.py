@@ -587,6 +587,10 @@ def _mle_polish(x: np.ndarray, est, rounds: int = 2, h=(0.03, 0.06)):
 class StableFit:
     """Result of :func:`fit`.
 
+    The estimate of a stable law's four parameters by McCulloch's (1986) quantile method,
+    Koutrouvelis' (1980) regression on the empirical characteristic function or maximum
+    likelihood on Nolan's (1997) density.
+
     Attributes
     ----------
     alpha, beta, scale, loc : float
@@ -598,7 +602,9 @@ class StableFit:
         and the others are those with beta held there; an entry is NaN, never 0, where the
         information is not positive.
     method : str
+        the method used: ``"mle"``, ``"quantile"`` or ``"ecf"``.
     param : str
+        parameterisation of ``loc``: ``"S1"`` or ``"S0"``.
     loglik : float or None
         maximised log-likelihood (MLE only).
     """
@@ -629,6 +635,7 @@ def fit(x, method: str = "mle", param: str = "S1") -> StableFit:
     Parameters
     ----------
     x : array-like or Tensor, shape [n]
+        the sample (flattened; finite values, at least 5 of them).
     method : {"mle", "quantile", "ecf"}
         ``"quantile"``: McCulloch (1986), see :func:`_quantile_fit` (alpha restricted to
         [0.5, 2] by the table); ``"ecf"``: Koutrouvelis (1980), started from the quantile
@@ -651,6 +658,8 @@ def fit(x, method: str = "mle", param: str = "S1") -> StableFit:
     Returns
     -------
     StableFit
+        the estimates (alpha, beta, scale, loc), with standard errors and the log-likelihood
+        for ``method="mle"``.
     """
     k = _check_param(param)
     check_choice("method", method, ("mle", "quantile", "ecf"))

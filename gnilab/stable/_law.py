@@ -222,22 +222,102 @@ def _out(t, tensors):
 
 
 def logpdf(x, alpha, beta, scale=1.0, loc=0.0, param: str = "S1"):
-    """log density at ``x`` (arrays broadcast). numpy/floats in → numpy out; tensors in →
-    tensor out (autograd kept). See :class:`Stable`."""
+    r"""log density at ``x`` (arrays broadcast). numpy/floats in → numpy out; tensors in →
+    tensor out (autograd kept). See :class:`Stable`.
+
+    The density is Nolan's (1997) integral representation, computed by quadrature (or, for
+    scalar alpha and beta without gradients in them, by the cached Chebyshev interpolant of
+    that law).
+
+    Parameters
+    ----------
+    x : float, array-like or Tensor
+        points at which to evaluate; broadcast against the parameters. NaN is rejected,
+        ``±inf`` is allowed (density 0).
+    alpha : float, array-like or Tensor
+        tail index (stability), in (0, 2].
+    beta : float, array-like or Tensor
+        skewness, in [-1, 1].
+    scale : float, array-like or Tensor, optional
+        scale :math:`\sigma > 0` (default 1; not a standard deviation, see :class:`Stable`).
+    loc : float, array-like or Tensor, optional
+        location (default 0) in the parameterisation ``param``: :math:`\mu_1` or
+        :math:`\mu_0`.
+    param : {"S1", "S0"}, optional
+        parameterisation of ``loc`` (default ``"S1"``, as ``scipy.stats.levy_stable``).
+
+    Returns
+    -------
+    float, numpy.ndarray or Tensor
+        :math:`\log f(x)` with the broadcast shape of the inputs: a float for scalar
+        numpy/float inputs, a float64 ``numpy.ndarray`` for array inputs, a Tensor
+        (differentiable in ``x`` and all parameters) when any input is a Tensor.
+    """
     _check_param(param)
     tensors, d, x_ = _prep(x, alpha, beta, scale, loc, param)
     return _out(d.log_prob(x_), tensors)
 
 
 def pdf(x, alpha, beta, scale=1.0, loc=0.0, param: str = "S1"):
-    """Density at ``x``; see :func:`logpdf`."""
+    r"""Density at ``x``; see :func:`logpdf`.
+
+    Computed as :math:`\exp` of :func:`logpdf`, i.e. from Nolan's (1997) integral
+    representation of the stable density.
+
+    Parameters
+    ----------
+    x : float, array-like or Tensor
+        points at which to evaluate; broadcast against the parameters. NaN is rejected,
+        ``±inf`` is allowed (density 0).
+    alpha : float, array-like or Tensor
+        tail index (stability), in (0, 2].
+    beta : float, array-like or Tensor
+        skewness, in [-1, 1].
+    scale : float, array-like or Tensor, optional
+        scale :math:`\sigma > 0` (default 1; not a standard deviation, see :class:`Stable`).
+    loc : float, array-like or Tensor, optional
+        location (default 0) in the parameterisation ``param``: :math:`\mu_1` or
+        :math:`\mu_0`.
+    param : {"S1", "S0"}, optional
+        parameterisation of ``loc`` (default ``"S1"``, as ``scipy.stats.levy_stable``).
+
+    Returns
+    -------
+    float, numpy.ndarray or Tensor
+        :math:`f(x) \ge 0` with the broadcast shape of the inputs; types as in
+        :func:`logpdf` (a Tensor, with autograd kept, when any input is a Tensor).
+    """
     _check_param(param)
     tensors, d, x_ = _prep(x, alpha, beta, scale, loc, param)
     return _out(torch.exp(d.log_prob(x_)), tensors)
 
 
 def cdf(x, alpha, beta, scale=1.0, loc=0.0, param: str = "S1"):
-    """Distribution function P(X <= x) (Nolan 1997, Theorem 1)."""
+    r"""Distribution function P(X <= x) (Nolan 1997, Theorem 1).
+
+    Parameters
+    ----------
+    x : float, array-like or Tensor
+        points at which to evaluate; broadcast against the parameters. NaN is rejected,
+        ``±inf`` is allowed (probability 0 or 1).
+    alpha : float, array-like or Tensor
+        tail index (stability), in (0, 2].
+    beta : float, array-like or Tensor
+        skewness, in [-1, 1].
+    scale : float, array-like or Tensor, optional
+        scale :math:`\sigma > 0` (default 1; not a standard deviation, see :class:`Stable`).
+    loc : float, array-like or Tensor, optional
+        location (default 0) in the parameterisation ``param``: :math:`\mu_1` or
+        :math:`\mu_0`.
+    param : {"S1", "S0"}, optional
+        parameterisation of ``loc`` (default ``"S1"``, as ``scipy.stats.levy_stable``).
+
+    Returns
+    -------
+    float, numpy.ndarray or Tensor
+        :math:`P(X \le x) \in [0, 1]` with the broadcast shape of the inputs; types as in
+        :func:`logpdf` (a Tensor when any input is a Tensor).
+    """
     _check_param(param)
     tensors, d, x_ = _prep(x, alpha, beta, scale, loc, param)
     return _out(d.cdf(x_), tensors)
@@ -245,21 +325,33 @@ def cdf(x, alpha, beta, scale=1.0, loc=0.0, param: str = "S1"):
 
 def sample(alpha, beta, scale=1.0, loc=0.0, size=None, param: str = "S1", generator=None,
            device=None, dtype=None):
-    """Draw stable variates by Chambers–Mallows–Stuck (see :func:`_cms_standard_s1`).
+    r"""Draw stable variates by Chambers–Mallows–Stuck (see :func:`_cms_standard_s1`).
+
+    The method of Chambers, Mallows & Stuck (1976) in Weron's (1996) corrected form, exact at
+    alpha = 1 and beta = ±1; draws from Tensor parameters are reparameterised (differentiable
+    in all four parameters, see :class:`Stable`).
 
     Parameters
     ----------
     alpha, beta, scale, loc : float, array or Tensor (broadcast against each other and ``size``)
+        tail index in (0, 2], skewness in [-1, 1], scale :math:`\sigma > 0` (default 1) and
+        location (default 0) in the parameterisation ``param``.
     size : int or tuple, optional
         output shape (default: the broadcast parameter shape).
     param : {"S1", "S0"}
+        parameterisation of ``loc`` (default ``"S1"``).
     generator : torch.Generator or int seed, optional
-    device, dtype : optional; ``None`` follows tensor inputs, else CPU float64 for numpy/float
-        inputs (returned as numpy), else :func:`gnilab.config.resolve_dtype`.
+        source of randomness; an int seeds a fresh generator on the output device, ``None``
+        uses torch's global generator.
+    device, dtype : optional
+        ``None`` follows tensor inputs, else CPU float64 for numpy/float inputs (returned as
+        numpy), else :func:`gnilab.config.resolve_dtype`.
 
     Returns
     -------
-    numpy.ndarray for numpy/float inputs (and no device/dtype given), else a Tensor.
+    numpy.ndarray or Tensor
+        variates of shape ``size`` (or the broadcast parameter shape): a float64
+        ``numpy.ndarray`` for numpy/float inputs (and no device/dtype given), else a Tensor.
     """
     k = _check_param(param)
     tensors = any(isinstance(v, torch.Tensor) for v in (alpha, beta, scale, loc))

@@ -62,15 +62,49 @@ def s1_to_s0(alpha, beta, scale, loc):
     :math:`\mu_0=\mu_1+\frac2\pi\beta\sigma\log\sigma` for :math:`\alpha=1`
     (Nolan 2020, Prop. 1.4). Floats/arrays in, the same out; tensors keep autograd.
 
-    Returns ``(alpha, beta, scale, loc0)``.
+    Parameters
+    ----------
+    alpha : float, array-like or Tensor
+        tail index, in (0, 2]; returned unchanged.
+    beta : float, array-like or Tensor
+        skewness, in [-1, 1]; returned unchanged.
+    scale : float, array-like or Tensor
+        scale :math:`\sigma > 0`; returned unchanged.
+    loc : float, array-like or Tensor
+        location in S1, :math:`\mu_1`.
+
+    Returns
+    -------
+    tuple
+        ``(alpha, beta, scale, loc0)``: the first three as given, ``loc0`` the S0 location
+        :math:`\mu_0` (a float or ``numpy.ndarray`` for float/array inputs, a Tensor when any
+        input is a Tensor), broadcast over the inputs.
     """
     return _convert(alpha, beta, scale, loc, +1.0)
 
 
 def s0_to_s1(alpha, beta, scale, loc):
     r"""Convert S0 parameters to S1: :math:`\mu_1=\mu_0-\beta\sigma\tan(\pi\alpha/2)`
-    (:math:`\alpha\ne1`), :math:`\mu_1=\mu_0-\frac2\pi\beta\sigma\log\sigma` (:math:`\alpha=1`).
+    (:math:`\alpha\ne1`), :math:`\mu_1=\mu_0-\frac2\pi\beta\sigma\log\sigma` (:math:`\alpha=1`)
+    (Nolan 2020, Prop. 1.4; the inverse of :func:`s1_to_s0`). Floats/arrays in, the same out;
+    tensors keep autograd.
 
-    Returns ``(alpha, beta, scale, loc1)``.
+    Parameters
+    ----------
+    alpha : float, array-like or Tensor
+        tail index, in (0, 2]; returned unchanged.
+    beta : float, array-like or Tensor
+        skewness, in [-1, 1]; returned unchanged.
+    scale : float, array-like or Tensor
+        scale :math:`\sigma > 0`; returned unchanged.
+    loc : float, array-like or Tensor
+        location in S0, :math:`\mu_0`.
+
+    Returns
+    -------
+    tuple
+        ``(alpha, beta, scale, loc1)``: the first three as given, ``loc1`` the S1 location
+        :math:`\mu_1` (a float or ``numpy.ndarray`` for float/array inputs, a Tensor when any
+        input is a Tensor), broadcast over the inputs.
     """
     return _convert(alpha, beta, scale, loc, -1.0)

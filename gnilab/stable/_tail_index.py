@@ -17,9 +17,30 @@ from .._common.checks import check_choice, check_real
 # =============================================================================================
 @dataclass(frozen=True)
 class TailIndex:
-    """Result of :func:`tail_index`: the estimate, an optional bootstrap interval, the block
+    r"""Result of :func:`tail_index`: the estimate, an optional bootstrap interval, the block
     sizes K1, K2 (Mohammadi et al.) or the number of order statistics k (Hill, as ``k1``;
-    ``k2`` is then None) and the method."""
+    ``k2`` is then None) and the method.
+
+    The estimators are Mohammadi, Mohammadpour & Ogata (2015) as used by Şimşekli, Sagun &
+    Gürbüzbalaban (2019, Eq. 15), and Hill (1975).
+
+    Attributes
+    ----------
+    alpha : float
+        the estimated tail index :math:`\hat\alpha` (the reciprocal of the Eq. 15 estimate for
+        ``"mohammadi"``; it may exceed 2 by noise).
+    ci_low, ci_high : float or None
+        bounds of the percentile bootstrap interval at level ``ci``; None when no ``ci`` was
+        asked for.
+    k1 : int
+        the block size :math:`K_1` (``"mohammadi"``) or the number of order statistics k
+        (``"hill"``).
+    k2 : int or None
+        the number of blocks :math:`K_2 = \lfloor K/K_1\rfloor` (``"mohammadi"``); None for
+        ``"hill"``.
+    method : str
+        ``"mohammadi"`` or ``"hill"``.
+    """
     alpha: float
     ci_low: Optional[float]
     ci_high: Optional[float]
@@ -78,6 +99,35 @@ def tail_index(x, k1: Optional[int] = None, method: str = "mohammadi", ci: Optio
     drawn with replacement) using ``generator`` (torch.Generator or int seed).
 
     Torch tensors are used where they are (CUDA included); numpy/float input works too.
+
+    Parameters
+    ----------
+    x : array-like or Tensor, shape [K] or [K, d]
+        the sample: K finite scalars, or K vectors of dimension d (rows; their Euclidean
+        norms enter the estimators).
+    k1 : int, optional
+        ``"mohammadi"``: the block size :math:`K_1`, an integer in [2, K/2] (default: the
+        largest divisor of K not above :math:`\sqrt K`). ``"hill"``: used as ``k`` when
+        ``k`` is not given.
+    method : {"mohammadi", "hill"}
+        the estimator (default ``"mohammadi"``).
+    ci : float, optional
+        level of the percentile bootstrap interval, in (0, 1) (e.g. 0.95); ``None`` (default)
+        computes no interval.
+    n_boot : int
+        number of bootstrap resamples when ``ci`` is given (default 200).
+    generator : torch.Generator or int seed, optional
+        randomness of the bootstrap resampling; ``None`` uses torch's global generator.
+    k : int, optional
+        ``"hill"`` only: the number of largest order statistics, in [1, K - 1] (default
+        ``k1`` if given, else :math:`\max(\lfloor\sqrt K\rfloor, 2)`); ignored by
+        ``"mohammadi"``.
+
+    Returns
+    -------
+    TailIndex
+        the estimate ``alpha``, the bootstrap interval (``ci_low``, ``ci_high``; None without
+        ``ci``), ``k1``, ``k2`` and ``method``.
     """
     check_choice("method", method, ("mohammadi", "hill"))
     if ci is not None:
@@ -127,7 +177,22 @@ def tail_index(x, k1: Optional[int] = None, method: str = "mohammadi", ci: Optio
 def hill_estimator(x, k: int):
     r"""Hill's (1975) estimator :math:`1/(\frac1k\sum_{i=1}^k\log|x|_{(i)}-\log|x|_{(k+1)})`
     on the k largest norms (rows' Euclidean norms for 2-D input). Biased for stable laws with
-    alpha above ~1.5; see :func:`tail_index`."""
+    alpha above ~1.5; see :func:`tail_index`.
+
+    Parameters
+    ----------
+    x : array-like or Tensor, shape [K] or [K, d]
+        the sample: K scalars (their absolute values are used) or K vectors (their Euclidean
+        norms are used).
+    k : int
+        number of largest order statistics, in [1, K - 1]; :math:`|x|_{(k+1)}` is the
+        threshold.
+
+    Returns
+    -------
+    float
+        the Hill estimate :math:`\hat\alpha` of the tail index.
+    """
     X = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64))
     r = torch.linalg.vector_norm(X.reshape(X.shape[0], -1), dim=1)
     top = torch.topk(r, k + 1).values
