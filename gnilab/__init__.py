@@ -13,6 +13,8 @@ Foundations (every chapter)
 ``train``      GD / minibatch SGD loops with histories, callbacks and divergence handling
 ``claims``     a chapter's quantitative claims, checked with margins from their spread
 ``plotting``   one seaborn style for the book and a few figure helpers (explorers)
+``sweep``      grids of experiment runs on Ray or in-process, each result stored once with its
+               provenance
 
 The noise, by chapter
 
@@ -37,7 +39,7 @@ import warnings
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("config", "data", "models", "train", "claims", "plotting", "stable", "noise",
+_SUBMODULES = ("config", "data", "models", "train", "claims", "plotting", "sweep", "stable", "noise",
                "levy", "curvature", "langevin", "msgd", "gni", "nin", "seminar")
 _RENAMED = {"dynamics": "langevin"}      # old name -> new name (0.1.0)
 __all__ = list(_SUBMODULES) + ["__version__"]
