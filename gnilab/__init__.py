@@ -15,6 +15,8 @@ Foundations (every chapter)
 ``plotting``   one seaborn style for the book and a few figure helpers (explorers)
 ``sweep``      grids of experiment runs on Ray or in-process, each result stored once with its
                provenance
+``reproduce``  the chapters' experiment grids by scale and their committed result tables
+               (``python -m gnilab reproduce``)
 
 The noise, by chapter
 
@@ -39,8 +41,8 @@ import warnings
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("config", "data", "models", "train", "claims", "plotting", "sweep", "stable", "noise",
-               "levy", "curvature", "langevin", "msgd", "gni", "nin", "seminar")
+_SUBMODULES = ("config", "data", "models", "train", "claims", "plotting", "sweep", "reproduce",
+               "stable", "noise", "levy", "curvature", "langevin", "msgd", "gni", "nin", "seminar")
 _RENAMED = {"dynamics": "langevin"}      # old name -> new name (0.1.0)
 __all__ = list(_SUBMODULES) + ["__version__"]
 
