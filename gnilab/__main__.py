@@ -46,8 +46,7 @@ def main(argv=None) -> int:
                                      num_cpus=args.num_cpus, num_gpus=args.num_gpus)
         for name, table in tables.items():
             print(f"== {args.chapter} / {args.scale}: {name} ({len(table)} rows)")
-            print(table.drop(columns=["git_commit", "host", "device", "torch", "gnilab",
-                                      "finished", "scale"]).to_string(index=False))
+            print(table.drop(columns=list(reproduce.PROVENANCE_COLUMNS)).to_string(index=False))
         return 0
 
     from . import seminar

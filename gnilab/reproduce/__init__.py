@@ -30,12 +30,16 @@ from typing import Dict, Optional, Union
 
 from .._common.checks import check_choice
 
-__all__ = ["CHAPTERS", "SCALES", "RESULTS", "grids", "reproduce", "cached"]
+__all__ = ["CHAPTERS", "SCALES", "RESULTS", "PROVENANCE_COLUMNS", "grids", "reproduce",
+           "cached"]
 
 CHAPTERS = {"01_stable_laws": "stable_laws"}
 SCALES = ("fast", "default", "extended", "paper")
 RESULTS = Path(__file__).resolve().parents[2] / "results"
 PathLike = Union[str, Path]
+_PROVENANCE_FIELDS = ("git_commit", "host", "device", "torch", "gnilab")
+# the columns reproduce() adds to every table row, after the chapter's own
+PROVENANCE_COLUMNS = ("scale",) + _PROVENANCE_FIELDS + ("finished",)
 
 
 def _chapter(chapter: str):
@@ -94,6 +98,8 @@ def reproduce(chapter: str, scale: str = "default", engine: str = "ray",
     dict
         ``{table name: pandas.DataFrame}``, as written to ``<table name>.csv``.
     """
+    import pandas as pd
+
     from .. import sweep
 
     module = _chapter(chapter)
@@ -101,23 +107,21 @@ def reproduce(chapter: str, scale: str = "default", engine: str = "ray",
     frames = {}
     for name, (fn, configs) in grids(chapter, scale).items():
         frames[name] = sweep.run(fn, configs, out / "runs", engine=engine, force=force,
-                                 progress=progress, **sweep_options)
-    provenance = sweep.load(out / "runs", provenance=True)
+                                 progress=progress, provenance=True, **sweep_options)
+    provenance = _provenance_summary(pd.concat(frames.values(), ignore_index=True))
     tables = module.tables(frames)
     for name, table in tables.items():
-        table = table.assign(scale=scale, **_provenance_summary(provenance))
+        table = table.assign(scale=scale, **provenance)
         table.to_csv(out / f"{name}.csv", index=False)
         tables[name] = table
     return tables
 
 
-def _provenance_summary(prov) -> dict:
+def _provenance_summary(runs) -> dict:
     """One value per provenance field over the runs (joined with ``;`` when they differ)."""
-    fields = {"git_commit": "prov.git_commit", "host": "prov.host", "device": "prov.device",
-              "torch": "prov.torch", "gnilab": "prov.gnilab"}
-    out = {k: ";".join(sorted({str(v) for v in prov[c].dropna()})) if c in prov else ""
-           for k, c in fields.items()}
-    out["finished"] = str(prov["prov.started"].max()) if "prov.started" in prov else ""
+    out = {k: ";".join(sorted({str(v) for v in runs[f"prov.{k}"].dropna()}))
+           if f"prov.{k}" in runs else "" for k in _PROVENANCE_FIELDS}
+    out["finished"] = str(runs["prov.started"].max()) if "prov.started" in runs else ""
     return out
 
 

@@ -170,7 +170,7 @@ def _check_resources(engine: str, num_cpus: float, num_gpus: float, ray_init: di
 
 def run(fn: Callable, configs, results: PathLike, *, engine: str = "ray", num_cpus: float = 1,
         num_gpus: float = 0, max_retries: int = 2, max_calls: int = 0, force: bool = False,
-        progress: bool = True, ray_init: Optional[dict] = None):
+        progress: bool = True, ray_init: Optional[dict] = None, provenance: bool = False):
     """Run ``fn(**config)`` for every config not yet stored in ``results``; return the table of
     all of them.
 
@@ -202,6 +202,8 @@ def run(fn: Callable, configs, results: PathLike, *, engine: str = "ray", num_cp
         Show a progress bar with the running and failed runs and the time left (default True).
     ray_init : dict, optional
         Extra arguments of :func:`ray.init` when this call starts Ray.
+    provenance : bool, optional
+        Add the provenance fields of the runs as columns ``prov.<field>`` (default ``False``).
 
     Returns
     -------
@@ -259,7 +261,7 @@ def run(fn: Callable, configs, results: PathLike, *, engine: str = "ray", num_cp
     records = [read_record(p, function, c) for p, c in zip(paths, configs)]
     for record, config in zip(records, configs):
         record["config"] = config        # equal; the grid's key order for the table's columns
-    return _frame(records)
+    return _frame(records, provenance=provenance)
 
 
 def load(results: PathLike, function: Optional[Union[str, Callable]] = None,
