@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["GRIDS", "EXPERIMENTS", "tail_index_run", "tables"]
+__all__ = ["GRIDS", "EXPERIMENTS", "tail_index_run",
+           "tail_index_after_training", "tables"]
 
 _TRAIN = dict(n_train=10_000, probe_every=100, last=3)      # the chapter's default scale
 GRIDS = {
@@ -64,15 +65,48 @@ def tail_index_run(width: int, depth: int, batch: int, seed: int, steps: int, n_
     """
     import torch
 
-    from .. import config, data, noise
-    from ..models import MLP, count_parameters
-    from ..train import train
+    from .. import config, data
+    from ..models import MLP
 
     device = config.get_device()
     train_set = data.load_fashion_mnist("train", limit=n_train, device=device, progress=False)
     torch.manual_seed(seed)
-    model = MLP(784, width, depth, 10, bias=False).to(device)
-    result = train(model, train_set, steps=steps, lr=lr, batch_size=batch,
+    return tail_index_after_training(MLP(784, width, depth, 10, bias=False), train_set,
+                                     steps=steps, lr=lr, batch=batch, probe_every=probe_every,
+                                     last=last, seed=seed)
+
+
+def tail_index_after_training(model, train_set, steps: int, lr: float, batch: int,
+                              probe_every: int, last: int, seed: int) -> dict:
+    r"""Train ``model`` with SGD and return the tail index of its gradient noise at the end
+    (Şimşekli et al. 2019, Eq. 9 for the noise, Eq. 15 for α̂); the step of
+    :func:`tail_index_run` and of Chapter 1's own grid.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network, moved to the device of ``train_set``.
+    train_set : gnilab.data.ArrayDataset
+        The training set, also partitioned by the noise probe.
+    steps, lr, batch : int, float, int
+        SGD steps, step size and minibatch size (also the probe's minibatch size).
+    probe_every, last : int
+        The noise is measured every ``probe_every`` steps, at the last ``last`` such points.
+    seed : int
+        Seed of the minibatch order.
+
+    Returns
+    -------
+    dict
+        As :func:`tail_index_run`.
+    """
+    import torch
+
+    from .. import noise
+    from ..models import count_parameters
+    from ..train import train
+
+    result = train(model.to(train_set.x.device), train_set, steps=steps, lr=lr, batch_size=batch,
                    callbacks=[noise.probe(train_set, batch, every=probe_every,
                                           start=steps - (last - 1) * probe_every)],
                    generator=torch.Generator().manual_seed(seed), progress=False)
