@@ -68,7 +68,7 @@ from . import toy
 from ._decay import DecayFit, decay_timescales, fit_decay
 from ._injection import LAWS, MODES, NoiseInjection
 from ._probe import LocalCurvature, local_curvature, local_hessian, niw_probe, train_nin
-from ._sweep import SweepResult, train_sweep
+from ._sweep import SweepResult, network_phase, train_sweep
 from .toy import (PHASES, PhaseBoundaries, ToyMoments, ToyRun, ToyState, ToyTimescales,
                   classify_phase, phase_boundaries, predict_phase, reduced_map, simulate_toy,
                   toy_init, toy_moments, toy_step, toy_timescales)
@@ -79,6 +79,6 @@ __all__ = [
     "LocalCurvature", "local_curvature", "local_hessian",
     "DecayFit", "fit_decay", "decay_timescales",
     "niw_probe", "train_nin",
-    "SweepResult", "train_sweep",
+    "SweepResult", "train_sweep", "network_phase",
     "toy",      # the linear toy; its names are also attributes of gnilab.nin (nin.simulate_toy)
 ]

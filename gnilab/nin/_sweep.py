@@ -17,6 +17,56 @@ from .. import train as _train
 from .._common.checks import check_choice, check_int, check_real
 from ._injection import NoiseInjection, _check_generator
 
+
+def network_phase(niw_norm, diverged: bool = False, peak: Optional[float] = None,
+                  growth: float = 1.3, blow_up: float = 10.0) -> str:
+    r"""The phase of one network run with a NIN (paper §3's four, read off the NIW norm).
+
+    The rules mirror :func:`gnilab.nin.toy.classify_phase` for a network whose NIW does not
+    decay to zero (the directions the local Hessian does not see and the first-order random
+    walk of Eq. (N3) leave a floor):
+
+    * ``"divergent"``: the run diverged (its loss passed a bound or turned non-finite), or the
+      NIW grew more than ``blow_up``-fold (a growing NIW kills the ReLU units it feeds before
+      the loss blows up);
+    * ``"catapult"``: otherwise, if the NIW rose above ``growth`` times its start on the way;
+    * ``"decay"``: otherwise, if the NIW ended below half its start;
+    * ``"decoupled"``: the rest.
+
+    Parameters
+    ----------
+    niw_norm : sequence of float
+        The NIW norm :math:`|\theta_t|` at the recorded steps, in step order (NaN after a
+        divergence).
+    diverged : bool, optional
+        Whether the run diverged (default ``False``).
+    peak : float, optional
+        The largest NIW norm over the run divided by its start, when it was recorded more
+        often than ``niw_norm`` (e.g. by a re-run of the first steps); default from
+        ``niw_norm``.
+    growth, blow_up : float, optional
+        The catapult and divergence thresholds on the peak (defaults 1.3 and 10, both > 1,
+        ``blow_up > growth``).
+
+    Returns
+    -------
+    str
+        One of :data:`gnilab.nin.PHASES`.
+    """
+    growth = check_real("growth", growth, low=1, low_open=True)
+    blow_up = check_real("blow_up", blow_up, low=growth, low_open=True)
+    n = np.asarray(niw_norm, dtype=float).reshape(-1)
+    if n.size == 0 or not math.isfinite(n[0]) or n[0] <= 0:
+        raise ValueError("niw_norm must start with a finite, positive NIW norm")
+    finite = n[np.isfinite(n)]
+    peak = float(finite.max() / n[0]) if peak is None else check_real("peak", peak, low=0)
+    if diverged or peak > blow_up:
+        return "divergent"
+    if peak > growth:
+        return "catapult"
+    return "decay" if finite[-1] < n[0] / 2 else "decoupled"
+
+
 # a sweep over sigma in one batched computation
 # =============================================================================================
 
