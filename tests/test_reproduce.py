@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gnilab import reproduce, sweep
-from gnilab.reproduce import stable_laws
+from gnilab import nin, reproduce, sweep
+from gnilab.reproduce import nin_phases, stable_laws
 
 ROOT = Path(__file__).resolve().parents[1]
 PROVENANCE = ["scale", "git_commit", "host", "device", "torch", "gnilab", "finished"]
@@ -37,9 +37,16 @@ def test_every_grid_binds_to_its_experiment_function(chapter, scale):
             signature.bind(**config)            # raises TypeError on an unknown or missing key
 
 
-def test_grid_sizes_grow_with_the_scale():
-    sizes = [len(reproduce.grids("01_stable_laws", s)["tail_index"][1]) for s in reproduce.SCALES]
-    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+def _work(configs) -> int:
+    """SGD steps of a grid, counting each network copy of a sigma^2 sweep."""
+    return sum(c["steps"] * len(c.get("sigma2", [None])) for c in configs)
+
+
+@pytest.mark.parametrize("chapter", sorted(reproduce.CHAPTERS))
+def test_the_work_of_a_grid_grows_with_the_scale(chapter):
+    work = [sum(_work(configs) for _, configs in reproduce.grids(chapter, s).values())
+            for s in reproduce.SCALES]
+    assert work == sorted(work) and work[0] < work[-1]
 
 
 def test_bad_chapter_or_scale_is_a_clear_error(tmp_path):
@@ -131,3 +138,144 @@ def test_cheap_committed_runs_reproduce_within_the_seed_spread(tmp_path):
             assert abs(new[stat] - row[stat]) <= margin, (
                 f"{config}: {stat} {new[stat]:.4f} recomputed, {row[stat]:.4f} stored, "
                 f"margin {margin:.4f} (5 seed sd)")
+
+
+# --- Chapter 6: the phase rules and the decay onset ---------------------------------------------
+
+def test_network_phase_follows_its_four_rules():
+    assert nin.network_phase([1.0, 0.9, 0.8]) == "decoupled"
+    assert nin.network_phase([1.0, 0.7, 0.49]) == "decay"
+    assert nin.network_phase([1.0, 1.31, 0.2]) == "catapult"           # a rise, then decay
+    assert nin.network_phase([1.0, 0.9, 0.4], peak=1.5) == "catapult"  # a peak between records
+    assert nin.network_phase([1.0, 11.0, 12.0]) == "divergent"
+    assert nin.network_phase([1.0, 0.5, float("nan")], diverged=True) == "divergent"
+    assert nin.network_phase([2.0, 1.2], growth=1.1, blow_up=2.0) == "decoupled"
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(niw_norm=[]), "niw_norm"), (dict(niw_norm=[0.0, 1.0]), "niw_norm"),
+    (dict(niw_norm=[1.0], growth=1.0), "growth"),
+    (dict(niw_norm=[1.0], growth=2.0, blow_up=1.5), "blow_up"),
+    (dict(niw_norm=[1.0], peak=-1.0), "peak")])
+def test_network_phase_rejects_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        nin.network_phase(**kwargs)
+
+
+def test_decay_onset_interpolates_in_log_sigma2_below_the_catapult():
+    s2 = [0, 1, 10, 100, 1000]
+    calm = ["no NIN", "decoupled", "decoupled", "decay", "decay"]
+    # the ratio crosses 1/2 halfway between 10 and 100 (0.7 -> 0.3): at sqrt(10 * 100)
+    assert nin_phases.decay_onset(s2, [1, 0.9, 0.7, 0.3, 0.1], calm) == pytest.approx(
+        math.sqrt(1000), rel=1e-12)
+    assert nin_phases.decay_onset(s2, [1, 0.9, 0.7, 0.3, 0.1], calm, level=0.8) == pytest.approx(
+        10 ** (0 + 0.5), rel=1e-12)
+    # never below 1/2 before the catapult at 100 (the catapult's own ratio does not count):
+    # above the calm range
+    thrown = ["no NIN", "decoupled", "decoupled", "catapult", "divergent"]
+    assert nin_phases.decay_onset(s2, [1, 0.9, 0.7, 0.3, np.nan], thrown) == math.inf
+    # already below 1/2 at the smallest positive sigma^2: below the grid
+    assert math.isnan(nin_phases.decay_onset(s2, [1, 0.4, 0.3, 0.2, 0.1], ["no NIN"] + ["decay"] * 4))
+    with pytest.raises(ValueError, match="same length"):
+        nin_phases.decay_onset(s2, [1, 0.5], calm)
+    with pytest.raises(ValueError, match="increasing"):
+        nin_phases.decay_onset([0, 10, 1], [1, 0.9, 0.2], ["no NIN", "decay", "decay"])
+    with pytest.raises(ValueError, match="level"):
+        nin_phases.decay_onset(s2, [1, 0.9, 0.7, 0.3, 0.1], calm, level=1.0)
+
+
+def test_nin_tables_pair_the_modes_by_seed():
+    s2 = [0, 1, 10, 100]
+    def run(mode, seed, end):
+        phase = ["no NIN"] + ["decay" if e < 0.5 else "decoupled" for e in end[1:]]
+        return dict(n_train=500, mode=mode, seed=seed, sigma2=s2, status="ok", phase=phase,
+                    niw_end=end, niw_peak=[1.0] * 4, diverged_step=[-1] * 4,
+                    train_acc=[1.0] * 4, test_acc=[0.8] * 4)
+    frame = pd.DataFrame([run("epoch", 0, [1, 0.7, 0.3, 0.1]),     # onset 10^0.5 (1 -> 10)
+                          run("fixed", 0, [1, 0.9, 0.7, 0.3]),     # onset 10^1.5 (10 -> 100)
+                          run("epoch", 1, [1, 0.7, 0.3, 0.1]),
+                          run("fixed", 1, [1, 0.8, 0.2, 0.1])])    # onset 10^0.5
+    out = nin_phases.tables({"sigma2_sweep": frame})
+    assert len(out["copies"]) == 16
+    onset = out["onset"].set_index("mode")
+    assert onset.loc["epoch", "log10_onset"] == pytest.approx(0.5, rel=1e-12)
+    assert onset.loc["fixed", "log10_onset"] == pytest.approx(1.0, rel=1e-12)
+    assert onset.loc["fixed", "gap"] == pytest.approx(0.5, rel=1e-12)   # gaps 1 and 0
+    assert onset.loc["fixed", "gap_se"] == pytest.approx(0.5, rel=1e-12)
+    assert math.isnan(onset.loc["epoch", "gap"])
+    end = out["niw_end"].set_index(["mode", "sigma2"])
+    assert end.loc[("fixed", 10.0), "niw_end"] == pytest.approx(0.45)
+    assert (out["onset"].censored == 0).all() and (out["onset"].missing == 0).all()
+    # a seed whose NIW never loses half its norm before the catapult counts at its last calm
+    # sigma^2, as a lower bound, and is marked censored
+    held = run("fixed", 2, [1, 0.9, 0.8, 0.6])
+    held["phase"][-1] = "decoupled"
+    thrown = run("fixed", 3, [1, 0.9, 0.8, 0.3])
+    thrown["phase"][-1] = "catapult"
+    onset = nin_phases.tables({"sigma2_sweep": pd.DataFrame([held, thrown])})["onset"].iloc[0]
+    assert onset.censored == 2 and onset.log10_onset == pytest.approx((2 + 1) / 2, rel=1e-12)
+    assert onset.first_unstable == 100
+    assert end.loc[("fixed", 10.0), "phases"] == "decay:1;decoupled:1"
+
+
+# --- the committed extended tiers ---------------------------------------------------------------
+
+def _stored_config(row, fn) -> dict:
+    """The config of a stored run, from its row of the runs table."""
+    out = {}
+    for name in inspect.signature(fn).parameters:
+        if name in row and not (np.isscalar(row[name]) and pd.isna(row[name])):
+            v = row[name]
+            out[name] = int(v) if isinstance(v, np.integer) else v
+    return out
+
+
+def test_committed_nin_tier_is_complete_and_its_tables_come_from_its_runs():
+    runs = reproduce.cached("06_nin_phases")
+    configs = reproduce.grids("06_nin_phases", "extended")["sigma2_sweep"][1]
+    assert len(runs) == len(configs) and (runs.status == "ok").all()
+    again = nin_phases.tables({"sigma2_sweep": runs})
+    for name in ("copies", "niw_end", "onset"):
+        table = reproduce.cached("06_nin_phases", table=name)
+        assert len(table) == len(again[name]) and (table.scale == "extended").all()
+        for column in again[name].columns:
+            if again[name][column].dtype.kind == "f":
+                np.testing.assert_allclose(table[column], again[name][column], rtol=1e-12,
+                                           err_msg=f"{name}.{column}")
+
+
+def test_a_cheap_committed_nin_run_reproduces_within_the_seed_spread(tmp_path):
+    """One run of the smallest training set, drawn at random, is recomputed. Its NIW end/start
+    ratio at every sigma^2 below the catapult, and its accuracies, must agree with the stored
+    ones within 5 sd of the seeds of the same configuration (the margin of the Ch1 test: a
+    recomputation elsewhere is at worst a new seed), and never less than 5 binomial sd for an
+    accuracy (every seed can fit all training images: a zero spread). Phases are labels with thresholds, so
+    they are not compared; the continuous quantities they come from are."""
+    runs = reproduce.cached("06_nin_phases")
+    small = runs[runs.n_train == runs.n_train.min()]
+    row = small.sample(1, random_state=np.random.RandomState(6)).iloc[0]
+    config = _stored_config(row, nin_phases.sigma2_sweep_run)
+    new = sweep.run(nin_phases.sigma2_sweep_run, [config], tmp_path, engine="serial",
+                    progress=False).iloc[0]
+    assert new.status == "ok", new.get("error")
+    copies = reproduce.cached("06_nin_phases", table="copies")
+    same = copies[(copies.n_train == row.n_train) & (copies["mode"] == row["mode"])]
+    spread = same.groupby("sigma2")[["niw_end", "train_acc", "test_acc"]].std()
+    calm = [k for k, ph in enumerate(row.phase) if ph in ("no NIN", "decoupled", "decay")]
+    assert len(calm) >= 3
+    images = {"train_acc": min(config["n_eval"], config["n_train"]), "test_acc": config["n_test"]}
+    for k in calm:
+        s2 = float(row.sigma2[k])
+        for stat in ("niw_end", "train_acc", "test_acc"):
+            margin = 5 * spread.loc[s2, stat]
+            if stat in images:      # all seeds at 100 %: the binomial sd (Agresti-Coull) floor
+                m = images[stat]
+                p = (m * row[stat][k] + 2) / (m + 4)
+                margin = max(margin, 5 * math.sqrt(p * (1 - p) / (m + 4)))
+            if stat == "niw_end" and s2 == 0:
+                assert new[stat][k] == 1.0              # no NIN: the NIW is never updated
+                continue
+            assert math.isfinite(margin) and margin > 0, (s2, stat)
+            assert abs(new[stat][k] - row[stat][k]) <= margin, (
+                f"{config['mode']}, sigma^2 = {s2:g}: {stat} {new[stat][k]:.4f} recomputed, "
+                f"{row[stat][k]:.4f} stored, margin {margin:.4f} (5 seed sd)")

@@ -157,8 +157,9 @@ def decay_onset(sigma2, niw_end, phase, level: float = 0.5) -> float:
     Returns
     -------
     float
-        :math:`\sigma^2_{1/2}`; NaN when the ratio never falls below ``level`` before the
-        catapult, or is already below it at the smallest positive σ².
+        :math:`\sigma^2_{1/2}`; ``inf`` when the ratio never falls below ``level`` before the
+        catapult (the onset is above the grid's calm range: right-censored), NaN when it is
+        already below ``level`` at the smallest positive σ².
     """
     from .._common.checks import check_real
 
@@ -175,7 +176,9 @@ def decay_onset(sigma2, niw_end, phase, level: float = 0.5) -> float:
     stop = int(np.argmin(calm)) if not calm.all() else len(calm)
     s2, end = s2[:stop], end[:stop]
     below = np.flatnonzero(end < level)
-    if len(below) == 0 or below[0] == 0:
+    if len(below) == 0:
+        return math.inf
+    if below[0] == 0:
         return math.nan
     i = int(below[0])
     x0, x1 = math.log(s2[i - 1]), math.log(s2[i])
@@ -199,8 +202,10 @@ def tables(frames: dict) -> dict:
         and ``sigma2``, the mean, sd and s.e. over the seeds of the NIW's end/start ratio, the
         phases seen (``;``-joined with counts) and the mean accuracies; ``"onset"``: by
         ``n_train`` and ``mode``, the decay onset (:func:`decay_onset`) as the mean, sd and
-        s.e. of :math:`\\log_{10}\\sigma^2_{1/2}` over the seeds (``missing``: seeds with
-        none), the smallest σ² of a catapult or divergence in any seed, and for
+        s.e. of :math:`\\log_{10}\\sigma^2_{1/2}` over the seeds (``censored``: seeds whose
+        NIW kept more than half its norm up to the catapult, counted at their last σ² below it,
+        so the mean is then a lower bound; ``missing``: seeds already below 1/2 at the smallest
+        σ²), the smallest σ² of a catapult or divergence in any seed, and for
         ``mode == "fixed"`` the paired difference fixed minus re-drawn of
         :math:`\\log_{10}\\sigma^2_{1/2}` (``gap``, ``gap_se``).
     """
@@ -221,15 +226,22 @@ def tables(frames: dict) -> dict:
     niw_end["phases"] = [";".join(f"{p}:{n}" for p, n in g.phase.value_counts().sort_index()
                                   .items()) for _, g in by]
 
-    per_run = [dict(zip(keys, k), log10_onset=math.log10(o) if math.isfinite(o) else math.nan,
-                    first_unstable=g[~g.phase.isin(["no NIN", "decoupled", "decay"])]
-                    .sigma2.min())
-               for k, g in copies.groupby(keys)
-               for o in [decay_onset(g.sigma2, g.niw_end, g.phase)]]
-    per_run = pd.DataFrame(per_run)
+    rows = []
+    for k, g in copies.groupby(keys):
+        g = g.sort_values("sigma2")
+        unstable = g[~g.phase.isin(["no NIN", "decoupled", "decay"])].sigma2
+        first_unstable = unstable.min() if len(unstable) else math.inf
+        o = decay_onset(g.sigma2, g.niw_end, g.phase)
+        censored = o == math.inf             # a lower bound: the last sigma^2 below the catapult
+        if censored:
+            o = g[(g.sigma2 > 0) & (g.sigma2 < first_unstable)].sigma2.max()
+        rows.append(dict(zip(keys, k), log10_onset=math.log10(o) if o > 0 else math.nan,
+                         censored=bool(censored), first_unstable=first_unstable))
+    per_run = pd.DataFrame(rows)
     by = per_run.groupby(["n_train", "mode"])
     onset = by.agg(log10_onset=("log10_onset", "mean"), log10_onset_sd=("log10_onset", "std"),
                    seeds=("log10_onset", "count"), runs=("seed", "size"),
+                   censored=("censored", "sum"),
                    first_unstable=("first_unstable", "min")).reset_index()
     onset["log10_onset_se"] = onset.log10_onset_sd / onset.seeds.pow(0.5)
     onset["missing"] = onset.runs - onset.seeds
