@@ -288,3 +288,65 @@ def test_a_cheap_committed_nin_run_reproduces_within_the_seed_spread(tmp_path):
             assert abs(new[stat][k] - row[stat][k]) <= margin, (
                 f"{config['mode']}, sigma^2 = {s2:g}: {stat} {new[stat][k]:.4f} recomputed, "
                 f"{row[stat][k]:.4f} stored, margin {margin:.4f} (5 seed sd)")
+
+
+# --- every chapter's fast grid, end to end ------------------------------------------------------
+
+TABLES = {"01_stable_laws": {"tail_index"}, "04_msgd": {"methods", "gaps"},
+          "05_gni_implicit_effects": {"losses", "m_gain"},
+          "06_nin_phases": {"copies", "niw_end", "onset"}}
+
+
+def test_every_registered_chapter_names_its_tables_here():
+    assert set(TABLES) == set(reproduce.CHAPTERS)
+
+
+@pytest.mark.parametrize("chapter", sorted(set(reproduce.CHAPTERS) - {"01_stable_laws"}))
+def test_fast_grid_runs_and_writes_its_tables_with_provenance(chapter, tmp_path):
+    """(Chapter 1's goes through the command line above.)"""
+    tables = reproduce.reproduce(chapter, "fast", engine="serial", results=tmp_path,
+                                 progress=False)
+    assert set(tables) == TABLES[chapter]
+    configs = reproduce.grids(chapter, "fast")
+    runs = reproduce.cached(chapter, "fast", results=tmp_path)
+    assert len(runs) == sum(len(c) for _, c in configs.values()) and (runs.status == "ok").all()
+    for name, table in tables.items():
+        assert len(table) > 0 and set(PROVENANCE) <= set(table.columns)
+        assert (table.scale == "fast").all() and table.git_commit.notna().all()
+        again = reproduce.cached(chapter, "fast", table=name, results=tmp_path)
+        assert len(again) == len(table)
+
+
+def test_msgd_tables_pair_each_method_with_sgd_by_seed():
+    from gnilab.reproduce import msgd as reproduce_msgd
+
+    acc = {("sgd", 0): 0.80, ("sgd", 1): 0.82, ("large", 0): 0.78, ("large", 1): 0.79,
+           ("large_masks", 0): 0.81, ("large_masks", 1): 0.83}
+    frame = pd.DataFrame([dict(method=m, seed=s, status="ok", test_acc=a, train_acc=1.0,
+                               train_loss=0.01, diverged=False,
+                               examples_per_step=20 if m == "sgd" else 200)
+                          for (m, s), a in acc.items()])
+    out = reproduce_msgd.tables({"large_batch": frame})
+    gaps = out["gaps"].set_index("method")
+    assert set(gaps.index) == {"large", "large_masks"}
+    assert gaps.loc["large", "gap"] == pytest.approx(-0.025, abs=1e-12)     # -0.02, -0.03
+    assert gaps.loc["large", "gap_se"] == pytest.approx(0.005, abs=1e-12)
+    assert gaps.loc["large_masks", "gap"] == pytest.approx(0.01, abs=1e-12)
+    methods = out["methods"].set_index("method")
+    assert methods.loc["sgd", "test_acc"] == pytest.approx(0.81)
+    assert methods.loc["large", "examples_per_step"] == 200
+
+
+def test_gni_tables_pair_the_smallest_and_largest_m_by_seed():
+    from gnilab.reproduce import gni_implicit_effects
+
+    loss = {(1, 0): 0.50, (1, 1): 0.52, (16, 0): 0.47, (16, 1): 0.51, (4, 0): 0.49, (4, 1): 0.5}
+    frame = pd.DataFrame([dict(sigma2=4.0, copies=m, seed=s, status="ok", test_loss=v, loss=v,
+                               marginal_loss=v + 0.1, diverged=False)
+                          for (m, s), v in loss.items()])
+    out = gni_implicit_effects.tables({"gni_fashion": frame})
+    gain = out["m_gain"].iloc[0]
+    assert (gain.m_small, gain.m_large) == (1, 16)
+    assert gain.gain == pytest.approx(0.02, abs=1e-12)                      # 0.03, 0.01
+    assert gain.gain_se == pytest.approx(0.01, abs=1e-12)
+    assert len(out["losses"]) == 3

@@ -21,7 +21,9 @@ tier with :func:`cached`, which never recomputes.
 
 Chapters registered so far: ``01_stable_laws`` (:mod:`gnilab.reproduce.stable_laws`, the tail
 index by width, depth and batch), ``04_msgd`` (:mod:`gnilab.reproduce.msgd`, large batches with
-and without Gaussian masks against SGD) and ``06_nin_phases`` (:mod:`gnilab.reproduce.nin_phases`,
+and without Gaussian masks against SGD), ``05_gni_implicit_effects``
+(:mod:`gnilab.reproduce.gni_implicit_effects`, test loss by noise variance and number of noise
+draws on FashionMNIST; no committed tier yet) and ``06_nin_phases`` (:mod:`gnilab.reproduce.nin_phases`,
 the NIN phases over σ² for fixed and re-drawn noise, by training set size).
 """
 from __future__ import annotations
@@ -35,7 +37,8 @@ from .._common.checks import check_choice
 __all__ = ["CHAPTERS", "SCALES", "RESULTS", "PROVENANCE_COLUMNS", "grids", "reproduce",
            "cached"]
 
-CHAPTERS = {"01_stable_laws": "stable_laws", "04_msgd": "msgd", "06_nin_phases": "nin_phases"}
+CHAPTERS = {"01_stable_laws": "stable_laws", "04_msgd": "msgd",
+            "05_gni_implicit_effects": "gni_implicit_effects", "06_nin_phases": "nin_phases"}
 SCALES = ("fast", "default", "extended", "paper")
 RESULTS = Path(__file__).resolve().parents[2] / "results"
 PathLike = Union[str, Path]
