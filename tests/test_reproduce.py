@@ -39,9 +39,13 @@ def test_every_grid_binds_to_its_experiment_function(chapter, scale):
 
 def _work(configs) -> int:
     """Examples through the network in a grid: steps times the batch (the large one where
-    there is one), counting each network copy of a sigma^2 sweep."""
-    return sum(c["steps"] * len(c.get("sigma2", [None]))
-               * c.get("size", c.get("batch", c.get("b", 1))) for c in configs)
+    there is one), counting each network copy of a sigma^2 sweep and each noise draw."""
+    def copies(c):
+        s2 = c.get("sigma2")
+        return len(s2) if isinstance(s2, list) else c.get("copies", 1)
+
+    return sum(c["steps"] * copies(c) * c.get("size", c.get("batch", c.get("b", 1)))
+               for c in configs)
 
 
 @pytest.mark.parametrize("chapter", sorted(reproduce.CHAPTERS))
@@ -322,7 +326,7 @@ def test_msgd_tables_pair_each_method_with_sgd_by_seed():
 
     acc = {("sgd", 0): 0.80, ("sgd", 1): 0.82, ("large", 0): 0.78, ("large", 1): 0.79,
            ("large_masks", 0): 0.81, ("large_masks", 1): 0.83}
-    frame = pd.DataFrame([dict(method=m, seed=s, status="ok", test_acc=a, train_acc=1.0,
+    frame = pd.DataFrame([dict(method=m, seed=s, steps=100, status="ok", test_acc=a, train_acc=1.0,
                                train_loss=0.01, diverged=False,
                                examples_per_step=20 if m == "sgd" else 200)
                           for (m, s), a in acc.items()])
